@@ -1,0 +1,299 @@
+//! Axum routes. Thin: parse, call [`crate::pipeline`], map errors.
+
+use crate::pipeline;
+use crate::state::AppState;
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use futures::StreamExt;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tandem_types::openai::{
+    self, EmbeddingData, EmbeddingInput, EmbeddingResponse, EmbeddingUsage, EncodingFormat,
+    ModelList, ModelObject,
+};
+use tandem_types::{ApiError, ErrorKind};
+use tokio_stream::wrappers::ReceiverStream;
+
+/// An [`ApiError`] as an HTTP response: status, OpenAI-shaped body, `Retry-After`.
+pub struct HttpError(pub ApiError);
+
+impl From<ApiError> for HttpError {
+    fn from(e: ApiError) -> Self {
+        HttpError(e)
+    }
+}
+
+impl IntoResponse for HttpError {
+    fn into_response(self) -> Response {
+        let status =
+            StatusCode::from_u16(self.0.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let mut resp = (status, axum::Json(self.0.body())).into_response();
+        if let Some(secs) = self.0.retry_after
+            && let Ok(v) = HeaderValue::from_str(&secs.to_string())
+        {
+            resp.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        resp
+    }
+}
+
+type HttpResult = Result<Response, HttpError>;
+
+/// The full router.
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/v1/chat/completions", post(chat_completions))
+        .route("/v1/completions", post(completions))
+        .route("/v1/embeddings", post(embeddings))
+        .route("/v1/models", get(list_models))
+        .route("/v1/models/{*id}", get(get_model))
+        .route("/health", get(health))
+        .route("/metrics", get(metrics))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state)
+}
+
+async fn not_found(req: Request) -> HttpError {
+    HttpError(ApiError::new(
+        ErrorKind::NotFound,
+        format!("Unknown endpoint: {} {}", req.method(), req.uri().path()),
+    ))
+}
+
+async fn method_not_allowed(req: Request) -> Response {
+    let e = ApiError::new(
+        ErrorKind::InvalidRequest,
+        format!(
+            "Method {} is not allowed on {}",
+            req.method(),
+            req.uri().path()
+        ),
+    );
+    let mut r = HttpError(e).into_response();
+    *r.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
+    r
+}
+
+/// Read the body with the configured limit, answering 413 in OpenAI's shape.
+async fn read_body(state: &AppState, body: Body) -> Result<Bytes, HttpError> {
+    axum::body::to_bytes(body, state.options.max_body_bytes)
+        .await
+        .map_err(|_| {
+            HttpError(ApiError::new(
+                ErrorKind::PayloadTooLarge,
+                format!(
+                    "The request body exceeds the limit of {} bytes.",
+                    state.options.max_body_bytes
+                ),
+            ))
+        })
+}
+
+fn sse(rx: tokio::sync::mpsc::Receiver<String>) -> Response {
+    let stream =
+        ReceiverStream::new(rx).map(|data| Ok::<Event, Infallible>(Event::default().data(data)));
+    Sse::new(stream)
+        .keep_alive(
+            KeepAlive::new()
+                .interval(Duration::from_secs(10))
+                .text("keep-alive"),
+        )
+        .into_response()
+}
+
+fn finish(model: &str, endpoint: &'static str, start: Instant, r: HttpResult) -> Response {
+    let resp = match r {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::debug!(status = e.0.status(), error = %e.0.message, endpoint, "request rejected");
+            e.into_response()
+        }
+    };
+    crate::metrics::request(
+        model,
+        endpoint,
+        resp.status().as_u16(),
+        start.elapsed().as_secs_f64(),
+    );
+    resp
+}
+
+fn model_label(state: &AppState, model: &str) -> String {
+    // Bounded label cardinality: unknown model names are not echoed into metrics.
+    if state.model_ids().iter().any(|m| m == model) {
+        model.to_string()
+    } else {
+        "unknown".into()
+    }
+}
+
+async fn chat_completions(State(state): State<Arc<AppState>>, body: Body) -> Response {
+    let start = Instant::now();
+    let mut model = String::from("unknown");
+    let r = async {
+        let bytes = read_body(&state, body).await?;
+        let req = openai::parse_chat_request(&bytes, state.options.drop_unknown_params)?;
+        model = model_label(&state, &req.model);
+        let engine = state.chat_engine(&req.model)?;
+        if req.stream {
+            let rx = pipeline::chat_stream(engine, &req, &state.fingerprint)?;
+            Ok(sse(rx))
+        } else {
+            let resp = pipeline::chat_completion(engine, &req, &state.fingerprint).await?;
+            Ok(axum::Json(resp).into_response())
+        }
+    }
+    .await;
+    finish(&model, "chat", start, r)
+}
+
+async fn completions(State(state): State<Arc<AppState>>, body: Body) -> Response {
+    let start = Instant::now();
+    let mut model = String::from("unknown");
+    let r = async {
+        let bytes = read_body(&state, body).await?;
+        let req = openai::parse_completion_request(&bytes, state.options.drop_unknown_params)?;
+        model = model_label(&state, &req.model);
+        let engine = state.chat_engine(&req.model)?;
+        if req.stream {
+            Ok(sse(pipeline::completion_stream(
+                engine,
+                &req,
+                &state.fingerprint,
+            )?))
+        } else {
+            Ok(
+                axum::Json(pipeline::completion(engine, &req, &state.fingerprint).await?)
+                    .into_response(),
+            )
+        }
+    }
+    .await;
+    finish(&model, "completions", start, r)
+}
+
+async fn embeddings(State(state): State<Arc<AppState>>, body: Body) -> Response {
+    let start = Instant::now();
+    let mut model = String::from("unknown");
+    let r = async {
+        let bytes = read_body(&state, body).await?;
+        let req = openai::parse_embedding_request(&bytes, state.options.drop_unknown_params)?;
+        model = model_label(&state, &req.model);
+        let m = state.embed_model(&req.model)?;
+        let dim = m.embedder.dim();
+        if let Some(d) = req.dimensions
+            && d as usize != dim {
+                return Err(ApiError::invalid(
+                    "dimensions",
+                    format!("This model produces {dim}-dimensional embeddings; 'dimensions' = {d} is not supported."),
+                )
+                .into());
+            }
+        let _permit = state.embed_permit().await?;
+        let embedder = m.embedder.clone();
+        let input = req.input.clone();
+        let out = tokio::task::spawn_blocking(move || match &input {
+            EmbeddingInput::Texts(t) => {
+                let refs: Vec<&str> = t.iter().map(String::as_str).collect();
+                embedder.embed(&refs)
+            }
+            EmbeddingInput::Tokens(ids) => embedder.embed_ids(ids),
+        })
+        .await
+        .map_err(|e| ApiError::internal(format!("embedding task failed: {e}")))?
+        .map_err(crate::state::embed_error)?;
+        let data = out
+            .vectors
+            .iter()
+            .enumerate()
+            .map(|(i, v)| EmbeddingData {
+                object: "embedding".into(),
+                index: i as u32,
+                embedding: match req.encoding_format {
+                    EncodingFormat::Float => serde_json::json!(v),
+                    EncodingFormat::Base64 => serde_json::Value::String(openai::embedding_to_base64(v)),
+                },
+            })
+            .collect();
+        let tokens = out.prompt_tokens as u32;
+        Ok(axum::Json(EmbeddingResponse {
+            object: "list".into(),
+            data,
+            model: m.name.clone(),
+            usage: EmbeddingUsage { prompt_tokens: tokens, total_tokens: tokens },
+        })
+        .into_response())
+    }
+    .await;
+    finish(&model, "embeddings", start, r)
+}
+
+fn model_objects(state: &AppState) -> Vec<ModelObject> {
+    let mut v: Vec<ModelObject> = state
+        .chat_engines()
+        .map(|e| ModelObject {
+            id: e.info().name.clone(),
+            object: "model".into(),
+            created: e.info().loaded_at,
+            owned_by: "tandem".into(),
+        })
+        .collect();
+    v.extend(state.embed_models().map(|m| ModelObject {
+        id: m.name.clone(),
+        object: "model".into(),
+        created: m.loaded_at,
+        owned_by: "tandem".into(),
+    }));
+    v
+}
+
+async fn list_models(State(state): State<Arc<AppState>>) -> Response {
+    axum::Json(ModelList {
+        object: "list".into(),
+        data: model_objects(&state),
+    })
+    .into_response()
+}
+
+async fn get_model(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> HttpResult {
+    model_objects(&state)
+        .into_iter()
+        .find(|m| m.id == id)
+        .map(|m| axum::Json(m).into_response())
+        .ok_or_else(|| HttpError(ApiError::model_not_found(&id, &state.model_ids())))
+}
+
+async fn health(State(state): State<Arc<AppState>>) -> Response {
+    let models: Vec<serde_json::Value> = state
+        .chat_engines()
+        .map(|e| {
+            serde_json::json!({
+                "id": e.info().name, "kind": "chat", "running": e.running(), "waiting": e.queue_depth(),
+                "parallel": e.info().parallel, "ctx_size": e.info().ctx_size,
+            })
+        })
+        .chain(state.embed_models().map(|m| serde_json::json!({"id": m.name, "kind": "embedding"})))
+        .collect();
+    axum::Json(serde_json::json!({"status": "ok", "models": models})).into_response()
+}
+
+async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    for e in state.chat_engines() {
+        crate::metrics::engine_gauges(&e.info().name, e.queue_depth(), e.running());
+    }
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        state.metrics.render(),
+    )
+        .into_response()
+}

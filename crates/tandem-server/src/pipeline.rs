@@ -1,0 +1,575 @@
+//! From validated requests to engine generations to OpenAI response bodies and stream chunks.
+//! No sockets here: everything is testable with an engine and a channel.
+
+use futures::StreamExt;
+use std::time::Instant;
+use tandem_engine::{DoneInfo, Engine, GenEvent, GenStream, GenerateRequest, TokenLogprobs};
+use tandem_types::ApiError;
+use tandem_types::openai::{
+    ChatChoice, ChatCompletion, ChatCompletionChunk, ChatRequest, ChoiceLogprobs, ChunkChoice,
+    ChunkDelta, Completion, CompletionChoice, CompletionRequest, LegacyLogprobs, Prompt,
+    ResponseMessage, SamplingParams, TokenLogprob, TopLogprob, Usage,
+};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::UnboundedReceiverStream;
+
+/// Unix seconds now.
+pub fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// A fresh response id with `prefix` (`chatcmpl`, `cmpl`).
+pub fn new_id(prefix: &str) -> String {
+    format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
+}
+
+/// Observes token timing of one request for metrics.
+struct Observer {
+    model: String,
+    start: Instant,
+    first: bool,
+    last: Option<Instant>,
+}
+
+impl Observer {
+    fn new(model: &str, start: Instant) -> Self {
+        Observer {
+            model: model.to_string(),
+            start,
+            first: false,
+            last: None,
+        }
+    }
+
+    fn token(&mut self) {
+        let now = Instant::now();
+        if let Some(last) = self.last {
+            crate::metrics::inter_token(&self.model, now.duration_since(last).as_secs_f64());
+        }
+        self.last = Some(now);
+    }
+
+    fn done(&mut self, d: &DoneInfo) {
+        if !self.first {
+            self.first = true;
+            crate::metrics::first_token(
+                &self.model,
+                self.start.elapsed().as_secs_f64() - d.gen_secs,
+                d.queue_secs,
+            );
+        }
+        crate::metrics::tokens(&self.model, d.prompt_tokens, d.completion_tokens);
+    }
+}
+
+/// Start one generation per (prompt, choice). Seeds are offset per choice so `n` choices
+/// differ yet stay reproducible.
+fn start_all(
+    engine: &Engine,
+    prompts: &[Vec<i32>],
+    n: u32,
+    sampling: &SamplingParams,
+    max_tokens: Option<u32>,
+    logprobs: Option<u32>,
+) -> Result<Vec<GenStream>, ApiError> {
+    let mut out = Vec::with_capacity(prompts.len() * n as usize);
+    for p in prompts {
+        for j in 0..n {
+            let mut s = sampling.clone();
+            s.seed = s.seed.map(|x| x.wrapping_add(u64::from(j)));
+            out.push(engine.generate(GenerateRequest {
+                prompt: p.clone(),
+                sampling: s,
+                max_tokens,
+                logprobs,
+            })?);
+        }
+    }
+    Ok(out)
+}
+
+/// A finished choice.
+#[derive(Debug, Clone)]
+pub struct Collected {
+    /// Generated text.
+    pub text: String,
+    /// Per-token logprobs (when requested).
+    pub logprobs: Vec<TokenLogprobs>,
+    /// Summary.
+    pub done: DoneInfo,
+}
+
+async fn collect(mut rx: GenStream, obs: &mut Observer) -> Result<Collected, ApiError> {
+    let mut text = String::new();
+    let mut lps = Vec::new();
+    while let Some(ev) = rx.recv().await {
+        match ev {
+            GenEvent::Token {
+                text: t,
+                token,
+                logprobs,
+            } => {
+                if token.is_some() {
+                    obs.token();
+                }
+                text.push_str(&t);
+                if let Some(lp) = logprobs {
+                    lps.push(lp);
+                }
+            }
+            GenEvent::Done(done) => {
+                obs.done(&done);
+                return Ok(Collected {
+                    text,
+                    logprobs: lps,
+                    done,
+                });
+            }
+            GenEvent::Error(e) => return Err(ApiError::internal(e)),
+        }
+    }
+    Err(ApiError::internal(
+        "the engine stopped before finishing the generation",
+    ))
+}
+
+fn chat_logprobs(lps: &[TokenLogprobs]) -> ChoiceLogprobs {
+    ChoiceLogprobs {
+        content: lps
+            .iter()
+            .map(|t| TokenLogprob {
+                token: t.text.clone(),
+                logprob: t.logprob,
+                bytes: t.bytes.clone(),
+                top_logprobs: t
+                    .top
+                    .iter()
+                    .map(|(s, b, l)| TopLogprob {
+                        token: s.clone(),
+                        logprob: *l,
+                        bytes: b.clone(),
+                    })
+                    .collect(),
+            })
+            .collect(),
+    }
+}
+
+/// Tokenize a chat request's conversation.
+pub fn chat_prompt(engine: &Engine, req: &ChatRequest) -> Result<Vec<i32>, ApiError> {
+    Ok(engine.chat_prompt(&req.messages)?)
+}
+
+/// Answer a non-streaming chat completion.
+pub async fn chat_completion(
+    engine: &Engine,
+    req: &ChatRequest,
+    fingerprint: &str,
+) -> Result<ChatCompletion, ApiError> {
+    let start = Instant::now();
+    let prompt = chat_prompt(engine, req)?;
+    let lp = req.logprobs.then_some(req.top_logprobs);
+    let streams = start_all(engine, &[prompt], req.n, &req.sampling, req.max_tokens, lp)?;
+    let model = engine.info().name.clone();
+    let results = futures::future::join_all(streams.into_iter().map(|rx| {
+        let model = model.clone();
+        async move {
+            let mut obs = Observer::new(&model, start);
+            collect(rx, &mut obs).await
+        }
+    }))
+    .await;
+    let mut choices = Vec::with_capacity(results.len());
+    let mut usage = Usage::default();
+    for (i, r) in results.into_iter().enumerate() {
+        let c = r?;
+        usage.prompt_tokens = c.done.prompt_tokens;
+        usage.completion_tokens += c.done.completion_tokens;
+        choices.push(ChatChoice {
+            index: i as u32,
+            message: ResponseMessage {
+                role: "assistant".into(),
+                content: c.text,
+            },
+            logprobs: req.logprobs.then(|| chat_logprobs(&c.logprobs)),
+            finish_reason: Some(c.done.finish_reason.as_str().into()),
+        });
+    }
+    usage.total_tokens = usage.prompt_tokens + usage.completion_tokens;
+    Ok(ChatCompletion {
+        id: new_id("chatcmpl"),
+        object: "chat.completion".into(),
+        created: now_secs(),
+        model,
+        system_fingerprint: fingerprint.to_string(),
+        choices,
+        usage,
+        tandem: None,
+    })
+}
+
+/// One server-sent event payload: a JSON chunk, an error object, or `[DONE]`.
+pub type SsePayload = String;
+
+fn merged(streams: Vec<GenStream>) -> impl futures::Stream<Item = (usize, GenEvent)> + Unpin {
+    futures::stream::select_all(streams.into_iter().enumerate().map(|(i, rx)| {
+        UnboundedReceiverStream::new(rx)
+            .map(move |ev| (i, ev))
+            .boxed()
+    }))
+}
+
+fn error_payload(e: &ApiError) -> String {
+    serde_json::to_string(&e.body()).unwrap_or_else(|_| "{\"error\":{\"message\":\"internal error\",\"type\":\"server_error\",\"param\":null,\"code\":null}}".into())
+}
+
+/// Start a streaming chat completion. Errors that happen before the first byte (bad model,
+/// context too long, overload) are returned here so they become proper HTTP errors; later
+/// ones arrive in the stream as `{"error": …}`. Dropping the receiver cancels generation.
+pub fn chat_stream(
+    engine: &Engine,
+    req: &ChatRequest,
+    fingerprint: &str,
+) -> Result<mpsc::Receiver<SsePayload>, ApiError> {
+    let start = Instant::now();
+    let prompt = chat_prompt(engine, req)?;
+    let lp = req.logprobs.then_some(req.top_logprobs);
+    let streams = start_all(engine, &[prompt], req.n, &req.sampling, req.max_tokens, lp)?;
+    let n = streams.len();
+    let (tx, rx) = mpsc::channel::<SsePayload>(256);
+    let model = engine.info().name.clone();
+    let base = ChatCompletionChunk {
+        id: new_id("chatcmpl"),
+        object: "chat.completion.chunk".into(),
+        created: now_secs(),
+        model: model.clone(),
+        system_fingerprint: fingerprint.to_string(),
+        choices: Vec::new(),
+        usage: None,
+    };
+    let include_usage = req.include_usage;
+    let want_lp = req.logprobs;
+    tokio::spawn(async move {
+        let chunk = |choice: ChunkChoice| {
+            let mut c = base.clone();
+            c.choices.push(choice);
+            serde_json::to_string(&c).unwrap_or_default()
+        };
+        for i in 0..n {
+            let first = chunk(ChunkChoice {
+                index: i as u32,
+                delta: ChunkDelta {
+                    role: Some("assistant".into()),
+                    content: Some(String::new()),
+                },
+                logprobs: None,
+                finish_reason: None,
+            });
+            if tx.send(first).await.is_err() {
+                return;
+            }
+        }
+        let mut events = merged(streams);
+        let mut obs: Vec<Observer> = (0..n).map(|_| Observer::new(&model, start)).collect();
+        let mut remaining = n;
+        let mut usage = Usage::default();
+        while remaining > 0 {
+            let item = tokio::select! {
+                _ = tx.closed() => return,
+                item = events.next() => item,
+            };
+            let Some((i, ev)) = item else { break };
+            let payload = match ev {
+                GenEvent::Token {
+                    text,
+                    token,
+                    logprobs,
+                } => {
+                    if token.is_some() {
+                        obs[i].token();
+                    }
+                    if text.is_empty() && logprobs.is_none() {
+                        continue;
+                    }
+                    chunk(ChunkChoice {
+                        index: i as u32,
+                        delta: ChunkDelta {
+                            role: None,
+                            content: Some(text),
+                        },
+                        logprobs: if want_lp {
+                            Some(chat_logprobs(&logprobs.into_iter().collect::<Vec<_>>()))
+                        } else {
+                            None
+                        },
+                        finish_reason: None,
+                    })
+                }
+                GenEvent::Done(d) => {
+                    obs[i].done(&d);
+                    remaining -= 1;
+                    usage.prompt_tokens = d.prompt_tokens;
+                    usage.completion_tokens += d.completion_tokens;
+                    chunk(ChunkChoice {
+                        index: i as u32,
+                        delta: ChunkDelta::default(),
+                        logprobs: None,
+                        finish_reason: Some(d.finish_reason.as_str().into()),
+                    })
+                }
+                GenEvent::Error(e) => {
+                    let _ = tx.send(error_payload(&ApiError::internal(e))).await;
+                    return;
+                }
+            };
+            if tx.send(payload).await.is_err() {
+                return;
+            }
+        }
+        if remaining > 0 {
+            let e = ApiError::internal("the engine stopped before finishing the generation");
+            let _ = tx.send(error_payload(&e)).await;
+            return;
+        }
+        if include_usage {
+            usage.total_tokens = usage.prompt_tokens + usage.completion_tokens;
+            let mut c = base.clone();
+            c.usage = Some(usage);
+            let _ = tx.send(serde_json::to_string(&c).unwrap_or_default()).await;
+        }
+        let _ = tx.send("[DONE]".to_string()).await;
+    });
+    Ok(rx)
+}
+
+/// Tokenize the prompts of a legacy completion request, with their echo text.
+fn completion_prompts(engine: &Engine, req: &CompletionRequest) -> Vec<(Vec<i32>, String)> {
+    req.prompts
+        .iter()
+        .map(|p| match p {
+            Prompt::Text(t) => (engine.tokenize(t, true), t.clone()),
+            Prompt::Tokens(ts) => (ts.clone(), engine.detokenize(ts)),
+        })
+        .collect()
+}
+
+fn legacy_logprobs(lps: &[TokenLogprobs], offset0: usize) -> LegacyLogprobs {
+    let mut out = LegacyLogprobs::default();
+    let mut off = offset0;
+    for t in lps {
+        out.tokens.push(t.text.clone());
+        out.token_logprobs.push(Some(t.logprob));
+        out.top_logprobs
+            .push(t.top.iter().map(|(s, _, l)| (s.clone(), *l)).collect());
+        out.text_offset.push(off as u32);
+        off += t.text.chars().count();
+    }
+    out
+}
+
+/// Legacy completions default to 16 tokens, as OpenAI's API does.
+const LEGACY_DEFAULT_MAX_TOKENS: u32 = 16;
+
+/// Answer a non-streaming legacy completion.
+pub async fn completion(
+    engine: &Engine,
+    req: &CompletionRequest,
+    fingerprint: &str,
+) -> Result<Completion, ApiError> {
+    let start = Instant::now();
+    let prompts = completion_prompts(engine, req);
+    let toks: Vec<Vec<i32>> = prompts.iter().map(|p| p.0.clone()).collect();
+    let max = Some(req.max_tokens.unwrap_or(LEGACY_DEFAULT_MAX_TOKENS));
+    let model = engine.info().name.clone();
+    if max == Some(0) {
+        // max_tokens 0 with echo: return the prompt only (used to score prompts).
+        let choices = prompts
+            .iter()
+            .enumerate()
+            .map(|(i, (_, t))| CompletionChoice {
+                text: if req.echo { t.clone() } else { String::new() },
+                index: i as u32,
+                logprobs: None,
+                finish_reason: Some("length".into()),
+            })
+            .collect();
+        let pt: u32 = toks.iter().map(|t| t.len() as u32).sum();
+        return Ok(Completion {
+            id: new_id("cmpl"),
+            object: "text_completion".into(),
+            created: now_secs(),
+            model,
+            system_fingerprint: fingerprint.to_string(),
+            choices,
+            usage: Some(Usage::new(pt, 0)),
+        });
+    }
+    let streams = start_all(engine, &toks, req.n, &req.sampling, max, req.logprobs)?;
+    let results = futures::future::join_all(streams.into_iter().map(|rx| {
+        let model = model.clone();
+        async move {
+            let mut obs = Observer::new(&model, start);
+            collect(rx, &mut obs).await
+        }
+    }))
+    .await;
+    let mut choices = Vec::new();
+    let mut usage = Usage::default();
+    for (k, r) in results.into_iter().enumerate() {
+        let c = r?;
+        let (ptoks, ptext) = &prompts[k / req.n as usize];
+        if k % req.n as usize == 0 {
+            usage.prompt_tokens += ptoks.len() as u32;
+        }
+        usage.completion_tokens += c.done.completion_tokens;
+        let echo = if req.echo {
+            ptext.clone()
+        } else {
+            String::new()
+        };
+        let offset0 = echo.chars().count();
+        choices.push(CompletionChoice {
+            text: echo + &c.text,
+            index: k as u32,
+            logprobs: req.logprobs.map(|_| legacy_logprobs(&c.logprobs, offset0)),
+            finish_reason: Some(c.done.finish_reason.as_str().into()),
+        });
+    }
+    usage.total_tokens = usage.prompt_tokens + usage.completion_tokens;
+    Ok(Completion {
+        id: new_id("cmpl"),
+        object: "text_completion".into(),
+        created: now_secs(),
+        model,
+        system_fingerprint: fingerprint.to_string(),
+        choices,
+        usage: Some(usage),
+    })
+}
+
+/// Start a streaming legacy completion (see [`chat_stream`] for the error contract).
+pub fn completion_stream(
+    engine: &Engine,
+    req: &CompletionRequest,
+    fingerprint: &str,
+) -> Result<mpsc::Receiver<SsePayload>, ApiError> {
+    let start = Instant::now();
+    let prompts = completion_prompts(engine, req);
+    let toks: Vec<Vec<i32>> = prompts.iter().map(|p| p.0.clone()).collect();
+    let max = Some(req.max_tokens.unwrap_or(LEGACY_DEFAULT_MAX_TOKENS).max(1));
+    let streams = start_all(engine, &toks, req.n, &req.sampling, max, req.logprobs)?;
+    let n_per = req.n as usize;
+    let total = streams.len();
+    let (tx, rx) = mpsc::channel::<SsePayload>(256);
+    let model = engine.info().name.clone();
+    let base = Completion {
+        id: new_id("cmpl"),
+        object: "text_completion".into(),
+        created: now_secs(),
+        model: model.clone(),
+        system_fingerprint: fingerprint.to_string(),
+        choices: Vec::new(),
+        usage: None,
+    };
+    let echo = req.echo;
+    let want_lp = req.logprobs.is_some();
+    let include_usage = req.include_usage;
+    tokio::spawn(async move {
+        let chunk = |choice: CompletionChoice| {
+            let mut c = base.clone();
+            c.choices.push(choice);
+            serde_json::to_string(&c).unwrap_or_default()
+        };
+        if echo {
+            for k in 0..total {
+                let p = chunk(CompletionChoice {
+                    text: prompts[k / n_per].1.clone(),
+                    index: k as u32,
+                    logprobs: None,
+                    finish_reason: None,
+                });
+                if tx.send(p).await.is_err() {
+                    return;
+                }
+            }
+        }
+        let mut events = merged(streams);
+        let mut obs: Vec<Observer> = (0..total).map(|_| Observer::new(&model, start)).collect();
+        let mut remaining = total;
+        let mut usage = Usage {
+            prompt_tokens: prompts.iter().map(|p| p.0.len() as u32).sum(),
+            ..Default::default()
+        };
+        while remaining > 0 {
+            let item = tokio::select! {
+                _ = tx.closed() => return,
+                item = events.next() => item,
+            };
+            let Some((k, ev)) = item else { break };
+            let payload = match ev {
+                GenEvent::Token {
+                    text,
+                    token,
+                    logprobs,
+                } => {
+                    if token.is_some() {
+                        obs[k].token();
+                    }
+                    if text.is_empty() && logprobs.is_none() {
+                        continue;
+                    }
+                    chunk(CompletionChoice {
+                        text,
+                        index: k as u32,
+                        logprobs: if want_lp {
+                            Some(legacy_logprobs(
+                                &logprobs.into_iter().collect::<Vec<_>>(),
+                                0,
+                            ))
+                        } else {
+                            None
+                        },
+                        finish_reason: None,
+                    })
+                }
+                GenEvent::Done(d) => {
+                    obs[k].done(&d);
+                    remaining -= 1;
+                    usage.completion_tokens += d.completion_tokens;
+                    chunk(CompletionChoice {
+                        text: String::new(),
+                        index: k as u32,
+                        logprobs: None,
+                        finish_reason: Some(d.finish_reason.as_str().into()),
+                    })
+                }
+                GenEvent::Error(e) => {
+                    let _ = tx.send(error_payload(&ApiError::internal(e))).await;
+                    return;
+                }
+            };
+            if tx.send(payload).await.is_err() {
+                return;
+            }
+        }
+        if remaining > 0 {
+            let _ = tx
+                .send(error_payload(&ApiError::internal(
+                    "the engine stopped early",
+                )))
+                .await;
+            return;
+        }
+        if include_usage {
+            usage.total_tokens = usage.prompt_tokens + usage.completion_tokens;
+            let mut c = base.clone();
+            c.usage = Some(usage);
+            let _ = tx.send(serde_json::to_string(&c).unwrap_or_default()).await;
+        }
+        let _ = tx.send("[DONE]".to_string()).await;
+    });
+    Ok(rx)
+}
