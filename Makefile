@@ -1,0 +1,42 @@
+# Tandem — see README.md. Models and build outputs live under $(TANDEM_HOME) so repeated
+# runs (and CI) reuse them.
+SHELL := /bin/bash
+TANDEM_HOME ?= $(HOME)/.cache/tandem
+CARGO_TARGET_DIR ?= $(TANDEM_HOME)/target
+export TANDEM_HOME CARGO_TARGET_DIR
+BIN := $(CARGO_TARGET_DIR)/release/tandem
+# Models the test suite needs (small and fast).
+TEST_MODELS := smollm2-135m minilm-l6
+PORT ?= 8080
+
+.PHONY: run test deps build lint test-models test-rust test-python bench clean-target
+
+## run: fetch the default models if missing, build, and serve on 127.0.0.1:$(PORT)
+run: build
+	$(BIN) serve --pull --port $(PORT)
+
+## test: install what the tests need, then fmt + clippy + Rust and Python tests
+test: deps lint build test-models test-rust test-python
+
+deps:
+	@scripts/install-deps.sh
+
+build: deps
+	cargo build --release --locked -p tandem
+
+lint: deps
+	cargo fmt --all --check
+	cargo clippy --release --locked --all-targets -- -D warnings
+
+test-models: build
+	@for m in $(TEST_MODELS); do $(BIN) pull $$m || exit 1; done
+
+test-rust: test-models
+	cargo test --release --locked --workspace
+
+test-python: build test-models
+	TANDEM_BIN=$(BIN) python3 -m pytest -q tests/python
+
+## bench: Tandem vs llama.cpp's own llama-bench / llama-batched-bench (see docs/benchmarks.md)
+bench: build test-models
+	scripts/bench.sh

@@ -1,0 +1,74 @@
+//! `tandem`: local SLM serving (OpenAI-compatible), model management and benchmarks.
+
+mod bench;
+mod config;
+mod models;
+mod run;
+mod serve;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "tandem",
+    version,
+    about = "Local small-model serving with an OpenAI-compatible API"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve models over the OpenAI-compatible HTTP API.
+    Serve(serve::ServeArgs),
+    /// Chat with a model in the terminal (one-shot when PROMPT is given).
+    Run(run::RunArgs),
+    /// Download a model from the built-in catalog and verify it.
+    Pull {
+        /// Catalog name (see `tandem catalog`).
+        name: String,
+    },
+    /// List pulled models.
+    #[command(alias = "list")]
+    Ls,
+    /// Show the models Tandem can pull.
+    Catalog,
+    /// Remove a pulled model.
+    Rm {
+        /// Catalog name.
+        name: String,
+    },
+    /// Measure prompt and generation speed through the HTTP API.
+    Bench(bench::BenchArgs),
+}
+
+fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("TANDEM_LOG")
+        .or_else(|_| EnvFilter::try_from_default_env())
+        .unwrap_or_else(|_| EnvFilter::new("info,llama_cpp_2=warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn main() {
+    let cli = Cli::parse();
+    init_tracing();
+    let result = match cli.command {
+        Command::Serve(a) => serve::run(a),
+        Command::Run(a) => run::run(a),
+        Command::Pull { name } => models::pull(&name),
+        Command::Ls => models::list(),
+        Command::Catalog => models::show_catalog(),
+        Command::Rm { name } => models::remove(&name),
+        Command::Bench(a) => bench::run(a),
+    };
+    if let Err(e) = result {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
