@@ -50,6 +50,8 @@ pub struct EngineConfig {
     pub parallel: u32,
     /// Maximum tokens per decode step (prompt chunks + one token per running sequence).
     pub batch_size: u32,
+    /// Tokens llama.cpp computes at once inside a step (bounds the compute buffer).
+    pub ubatch_size: u32,
     /// Requests allowed to wait for a slot before new ones get 429.
     pub max_queue: usize,
     /// Keep finished sequences' tokens in the cache for prefix reuse.
@@ -64,9 +66,10 @@ impl EngineConfig {
             name: name.into(),
             threads: None,
             threads_batch: None,
-            ctx_size: 8192,
-            parallel: 4,
-            batch_size: 512,
+            ctx_size: 4096,
+            parallel: 2,
+            batch_size: 2048,
+            ubatch_size: 512,
             max_queue: 64,
             prompt_cache: true,
         }
@@ -380,6 +383,7 @@ impl Engine {
             ctx_size,
             parallel,
             batch_size: cfg.batch_size.max(parallel).max(32),
+            ubatch_size: cfg.ubatch_size.clamp(32, cfg.batch_size.max(32)),
             threads,
             threads_batch,
             prompt_cache: cfg.prompt_cache,

@@ -21,6 +21,7 @@ pub(crate) struct WorkerConfig {
     pub ctx_size: u32,
     pub parallel: u32,
     pub batch_size: u32,
+    pub ubatch_size: u32,
     pub threads: usize,
     pub threads_batch: usize,
     pub prompt_cache: bool,
@@ -83,7 +84,7 @@ pub(crate) fn run(
     let params = LlamaContextParams::default()
         .with_n_ctx(NonZeroU32::new(cfg.ctx_size))
         .with_n_batch(cfg.batch_size)
-        .with_n_ubatch(cfg.batch_size)
+        .with_n_ubatch(cfg.ubatch_size)
         .with_n_seq_max(cfg.parallel)
         // One KV stream per sequence: attention of a sequence never spans other sequences'
         // cells, so results do not depend on what else is in the batch.

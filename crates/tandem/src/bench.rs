@@ -150,6 +150,58 @@ fn random_prompt(n: usize, n_vocab: i32, banned: &[i32]) -> Vec<i32> {
         .collect()
 }
 
+/// The same N-stream measurement straight on the engine (no HTTP), to separate the
+/// engine's speed from the server's overhead.
+async fn direct_streams(
+    engine: &Engine,
+    streams: usize,
+    gen_tokens: u32,
+    banned: &[i32],
+) -> Result<f64> {
+    let n_vocab = engine.info().n_vocab;
+    let sampling = tandem_types::openai::SamplingParams {
+        temperature: 0.0,
+        logit_bias: banned.iter().map(|&t| (t, -100.0)).collect(),
+        ..Default::default()
+    };
+    let mut rxs = Vec::new();
+    for _ in 0..streams {
+        rxs.push(engine.generate(tandem_engine::GenerateRequest {
+            prompt: random_prompt(128, n_vocab, banned),
+            sampling: sampling.clone(),
+            max_tokens: Some(gen_tokens),
+            logprobs: None,
+        })?);
+    }
+    let timings = futures::future::join_all(rxs.into_iter().map(|mut rx| async move {
+        let mut times = Vec::new();
+        while let Some(ev) = rx.recv().await {
+            match ev {
+                tandem_engine::GenEvent::Token { token: Some(_), .. } => times.push(Instant::now()),
+                tandem_engine::GenEvent::Token { .. } => {}
+                tandem_engine::GenEvent::Done(_) | tandem_engine::GenEvent::Error(_) => break,
+            }
+        }
+        times
+    }))
+    .await;
+    let all_started = timings
+        .iter()
+        .filter_map(|t| t.first().copied())
+        .max()
+        .context("no tokens")?;
+    let end = timings
+        .iter()
+        .filter_map(|t| t.last().copied())
+        .max()
+        .context("no tokens")?;
+    let in_window: usize = timings
+        .iter()
+        .map(|t| t.iter().filter(|c| **c > all_started).count())
+        .sum();
+    Ok(in_window as f64 / end.duration_since(all_started).as_secs_f64().max(1e-9))
+}
+
 pub fn run(args: BenchArgs) -> Result<()> {
     let store = ModelStore::from_env();
     let m = resolve(&store, &args.model, false)?;
@@ -185,6 +237,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
     let rss_idle = rss_bytes();
     let info = engine.info().clone();
     let banned = engine.eog_tokens();
+    let direct = engine.clone();
     let state = Arc::new(AppState::new(vec![engine], embed, ServerOptions::default()));
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -227,8 +280,10 @@ pub fn run(args: BenchArgs) -> Result<()> {
             let end = results.iter().filter_map(|r| r.chunks.last().copied()).max().context("no tokens")?;
             let in_window: usize = results.iter().map(|r| r.chunks.iter().filter(|c| **c > all_started).count()).sum();
             let total: u64 = results.iter().map(|r| r.completion_tokens).sum();
+            let engine_only = direct_streams(&direct, s, args.gen_tokens, &banned).await?;
             conc.push(json!({
                 "streams": s,
+                "engine_aggregate_tokens_per_s": engine_only,
                 "aggregate_tokens_per_s": in_window as f64 / end.duration_since(all_started).as_secs_f64().max(1e-9),
                 "wall_tokens_per_s": total as f64 / wall,
                 "wall_secs": wall,
@@ -266,9 +321,10 @@ pub fn run(args: BenchArgs) -> Result<()> {
         );
         for c in report["concurrency"].as_array().into_iter().flatten() {
             println!(
-                "{:>2} streams {:>8.1} tok/s aggregate ({:.1} tok/s over the whole run incl. prompts)",
+                "{:>2} streams {:>8.1} tok/s aggregate over HTTP, {:.1} on the engine alone ({:.1} tok/s over the whole run incl. prompts)",
                 c["streams"],
                 c["aggregate_tokens_per_s"].as_f64().unwrap_or(0.0),
+                c["engine_aggregate_tokens_per_s"].as_f64().unwrap_or(0.0),
                 c["wall_tokens_per_s"].as_f64().unwrap_or(0.0)
             );
         }
