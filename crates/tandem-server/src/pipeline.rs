@@ -226,62 +226,50 @@ fn error_payload(e: &ApiError) -> String {
     serde_json::to_string(&e.body()).unwrap_or_else(|_| "{\"error\":{\"message\":\"internal error\",\"type\":\"server_error\",\"param\":null,\"code\":null}}".into())
 }
 
-/// Start a streaming chat completion. Errors that happen before the first byte (bad model,
-/// context too long, overload) are returned here so they become proper HTTP errors; later
-/// ones arrive in the stream as `{"error": …}`. Dropping the receiver cancels generation.
-pub fn chat_stream(
-    engine: &Engine,
-    req: &ChatRequest,
-    fingerprint: &str,
-) -> Result<mpsc::Receiver<SsePayload>, ApiError> {
-    let start = Instant::now();
-    let prompt = chat_prompt(engine, req)?;
-    let lp = req.logprobs.then_some(req.top_logprobs);
-    let streams = start_all(engine, &[prompt], req.n, &req.sampling, req.max_tokens, lp)?;
-    let n = streams.len();
+/// What a stream's renderer is asked to turn into one SSE payload.
+enum StreamItem {
+    /// New text (and its logprobs) of choice `index`.
+    Token {
+        index: usize,
+        text: String,
+        logprobs: Option<TokenLogprobs>,
+    },
+    /// Choice `index` finished.
+    Finish { index: usize, reason: &'static str },
+    /// Totals, after every choice finished (`stream_options.include_usage`).
+    Usage(Usage),
+}
+
+/// Drive `streams` to the client: a task renders each event with `render`, sends the
+/// `prelude` payloads first and `[DONE]` last, records metrics, and stops (cancelling the
+/// generations) as soon as the receiver is dropped.
+fn spawn_stream(
+    streams: Vec<GenStream>,
+    model: String,
+    start: Instant,
+    prelude: Vec<SsePayload>,
+    prompt_tokens: u32,
+    include_usage: bool,
+    render: impl Fn(StreamItem) -> SsePayload + Send + 'static,
+) -> mpsc::Receiver<SsePayload> {
     let (tx, rx) = mpsc::channel::<SsePayload>(256);
-    let model = engine.info().name.clone();
-    let base = ChatCompletionChunk {
-        id: new_id("chatcmpl"),
-        object: "chat.completion.chunk".into(),
-        created: now_secs(),
-        model: model.clone(),
-        system_fingerprint: fingerprint.to_string(),
-        choices: Vec::new(),
-        usage: None,
-    };
-    let include_usage = req.include_usage;
-    let want_lp = req.logprobs;
+    let n = streams.len();
     tokio::spawn(async move {
-        let chunk = |choice: ChunkChoice| {
-            let mut c = base.clone();
-            c.choices.push(choice);
-            serde_json::to_string(&c).unwrap_or_default()
-        };
-        for i in 0..n {
-            let first = chunk(ChunkChoice {
-                index: i as u32,
-                delta: ChunkDelta {
-                    role: Some("assistant".into()),
-                    content: Some(String::new()),
-                },
-                logprobs: None,
-                finish_reason: None,
-            });
-            if tx.send(first).await.is_err() {
+        for p in prelude {
+            if tx.send(p).await.is_err() {
                 return;
             }
         }
         let mut events = merged(streams);
         let mut obs: Vec<Observer> = (0..n).map(|_| Observer::new(&model, start)).collect();
         let mut remaining = n;
-        let mut usage = Usage::default();
+        let mut completion_tokens = 0;
         while remaining > 0 {
             let item = tokio::select! {
                 _ = tx.closed() => return,
                 item = events.next() => item,
             };
-            let Some((i, ev)) = item else { break };
+            let Some((index, ev)) = item else { break };
             let payload = match ev {
                 GenEvent::Token {
                     text,
@@ -289,35 +277,24 @@ pub fn chat_stream(
                     logprobs,
                 } => {
                     if token.is_some() {
-                        obs[i].token();
+                        obs[index].token();
                     }
                     if text.is_empty() && logprobs.is_none() {
                         continue;
                     }
-                    chunk(ChunkChoice {
-                        index: i as u32,
-                        delta: ChunkDelta {
-                            role: None,
-                            content: Some(text),
-                        },
-                        logprobs: if want_lp {
-                            Some(chat_logprobs(&logprobs.into_iter().collect::<Vec<_>>()))
-                        } else {
-                            None
-                        },
-                        finish_reason: None,
+                    render(StreamItem::Token {
+                        index,
+                        text,
+                        logprobs,
                     })
                 }
                 GenEvent::Done(d) => {
-                    obs[i].done(&d);
+                    obs[index].done(&d);
                     remaining -= 1;
-                    usage.prompt_tokens = d.prompt_tokens;
-                    usage.completion_tokens += d.completion_tokens;
-                    chunk(ChunkChoice {
-                        index: i as u32,
-                        delta: ChunkDelta::default(),
-                        logprobs: None,
-                        finish_reason: Some(d.finish_reason.as_str().into()),
+                    completion_tokens += d.completion_tokens;
+                    render(StreamItem::Finish {
+                        index,
+                        reason: d.finish_reason.as_str(),
                     })
                 }
                 GenEvent::Error(e) => {
@@ -335,14 +312,103 @@ pub fn chat_stream(
             return;
         }
         if include_usage {
-            usage.total_tokens = usage.prompt_tokens + usage.completion_tokens;
-            let mut c = base.clone();
-            c.usage = Some(usage);
-            let _ = tx.send(serde_json::to_string(&c).unwrap_or_default()).await;
+            let _ = tx
+                .send(render(StreamItem::Usage(Usage::new(
+                    prompt_tokens,
+                    completion_tokens,
+                ))))
+                .await;
         }
         let _ = tx.send("[DONE]".to_string()).await;
     });
-    Ok(rx)
+    rx
+}
+
+/// Start a streaming chat completion. Errors that happen before the first byte (bad model,
+/// context too long, overload) are returned here so they become proper HTTP errors; later
+/// ones arrive in the stream as `{"error": …}`. Dropping the receiver cancels generation.
+pub fn chat_stream(
+    engine: &Engine,
+    req: &ChatRequest,
+    fingerprint: &str,
+) -> Result<mpsc::Receiver<SsePayload>, ApiError> {
+    let start = Instant::now();
+    let prompt = chat_prompt(engine, req)?;
+    let prompt_tokens = prompt.len() as u32;
+    let lp = req.logprobs.then_some(req.top_logprobs);
+    let streams = start_all(engine, &[prompt], req.n, &req.sampling, req.max_tokens, lp)?;
+    let model = engine.info().name.clone();
+    let base = ChatCompletionChunk {
+        id: new_id("chatcmpl"),
+        object: "chat.completion.chunk".into(),
+        created: now_secs(),
+        model: model.clone(),
+        system_fingerprint: fingerprint.to_string(),
+        choices: Vec::new(),
+        usage: None,
+    };
+    let chunk = move |choice: Option<ChunkChoice>, usage: Option<Usage>| {
+        let mut c = base.clone();
+        c.choices.extend(choice);
+        c.usage = usage;
+        serde_json::to_string(&c).unwrap_or_default()
+    };
+    // The first chunk of every choice carries the role.
+    let prelude = (0..streams.len())
+        .map(|i| {
+            let delta = ChunkDelta {
+                role: Some("assistant".into()),
+                content: Some(String::new()),
+            };
+            chunk(
+                Some(ChunkChoice {
+                    index: i as u32,
+                    delta,
+                    logprobs: None,
+                    finish_reason: None,
+                }),
+                None,
+            )
+        })
+        .collect();
+    let want_lp = req.logprobs;
+    let render = move |item: StreamItem| match item {
+        StreamItem::Token {
+            index,
+            text,
+            logprobs,
+        } => chunk(
+            Some(ChunkChoice {
+                index: index as u32,
+                delta: ChunkDelta {
+                    role: None,
+                    content: Some(text),
+                },
+                logprobs: want_lp.then(|| chat_logprobs(&logprobs.into_iter().collect::<Vec<_>>())),
+                finish_reason: None,
+            }),
+            None,
+        ),
+        StreamItem::Finish { index, reason } => chunk(
+            Some(ChunkChoice {
+                index: index as u32,
+                delta: ChunkDelta::default(),
+                logprobs: None,
+                finish_reason: Some(reason.into()),
+            }),
+            None,
+        ),
+        StreamItem::Usage(u) => chunk(None, Some(u)),
+    };
+    Ok(spawn_stream(
+        streams,
+        model,
+        start,
+        prelude,
+        prompt_tokens,
+        req.include_usage,
+        render,
+    ))
 }
 
 /// Tokenize the prompts of a legacy completion request, with their echo text.
@@ -459,11 +525,9 @@ pub fn completion_stream(
     let start = Instant::now();
     let prompts = completion_prompts(engine, req);
     let toks: Vec<Vec<i32>> = prompts.iter().map(|p| p.0.clone()).collect();
+    let prompt_tokens = toks.iter().map(|t| t.len() as u32).sum();
     let max = Some(req.max_tokens.unwrap_or(LEGACY_DEFAULT_MAX_TOKENS).max(1));
     let streams = start_all(engine, &toks, req.n, &req.sampling, max, req.logprobs)?;
-    let n_per = req.n as usize;
-    let total = streams.len();
-    let (tx, rx) = mpsc::channel::<SsePayload>(256);
     let model = engine.info().name.clone();
     let base = Completion {
         id: new_id("cmpl"),
@@ -474,102 +538,66 @@ pub fn completion_stream(
         choices: Vec::new(),
         usage: None,
     };
-    let echo = req.echo;
-    let want_lp = req.logprobs.is_some();
-    let include_usage = req.include_usage;
-    tokio::spawn(async move {
-        let chunk = |choice: CompletionChoice| {
-            let mut c = base.clone();
-            c.choices.push(choice);
-            serde_json::to_string(&c).unwrap_or_default()
-        };
-        if echo {
-            for k in 0..total {
-                let p = chunk(CompletionChoice {
-                    text: prompts[k / n_per].1.clone(),
-                    index: k as u32,
-                    logprobs: None,
-                    finish_reason: None,
-                });
-                if tx.send(p).await.is_err() {
-                    return;
-                }
-            }
-        }
-        let mut events = merged(streams);
-        let mut obs: Vec<Observer> = (0..total).map(|_| Observer::new(&model, start)).collect();
-        let mut remaining = total;
-        let mut usage = Usage {
-            prompt_tokens: prompts.iter().map(|p| p.0.len() as u32).sum(),
-            ..Default::default()
-        };
-        while remaining > 0 {
-            let item = tokio::select! {
-                _ = tx.closed() => return,
-                item = events.next() => item,
-            };
-            let Some((k, ev)) = item else { break };
-            let payload = match ev {
-                GenEvent::Token {
-                    text,
-                    token,
-                    logprobs,
-                } => {
-                    if token.is_some() {
-                        obs[k].token();
-                    }
-                    if text.is_empty() && logprobs.is_none() {
-                        continue;
-                    }
-                    chunk(CompletionChoice {
+    let chunk = move |choice: Option<CompletionChoice>, usage: Option<Usage>| {
+        let mut c = base.clone();
+        c.choices.extend(choice);
+        c.usage = usage;
+        serde_json::to_string(&c).unwrap_or_default()
+    };
+    let n_per = req.n as usize;
+    // With `echo`, each choice starts with its prompt's text.
+    let prelude = if req.echo {
+        (0..streams.len())
+            .map(|k| {
+                let text = prompts[k / n_per].1.clone();
+                chunk(
+                    Some(CompletionChoice {
                         text,
                         index: k as u32,
-                        logprobs: if want_lp {
-                            Some(legacy_logprobs(
-                                &logprobs.into_iter().collect::<Vec<_>>(),
-                                0,
-                            ))
-                        } else {
-                            None
-                        },
-                        finish_reason: None,
-                    })
-                }
-                GenEvent::Done(d) => {
-                    obs[k].done(&d);
-                    remaining -= 1;
-                    usage.completion_tokens += d.completion_tokens;
-                    chunk(CompletionChoice {
-                        text: String::new(),
-                        index: k as u32,
                         logprobs: None,
-                        finish_reason: Some(d.finish_reason.as_str().into()),
-                    })
-                }
-                GenEvent::Error(e) => {
-                    let _ = tx.send(error_payload(&ApiError::internal(e))).await;
-                    return;
-                }
-            };
-            if tx.send(payload).await.is_err() {
-                return;
-            }
-        }
-        if remaining > 0 {
-            let _ = tx
-                .send(error_payload(&ApiError::internal(
-                    "the engine stopped early",
-                )))
-                .await;
-            return;
-        }
-        if include_usage {
-            usage.total_tokens = usage.prompt_tokens + usage.completion_tokens;
-            let mut c = base.clone();
-            c.usage = Some(usage);
-            let _ = tx.send(serde_json::to_string(&c).unwrap_or_default()).await;
-        }
-        let _ = tx.send("[DONE]".to_string()).await;
-    });
-    Ok(rx)
+                        finish_reason: None,
+                    }),
+                    None,
+                )
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let want_lp = req.logprobs.is_some();
+    let render = move |item: StreamItem| match item {
+        StreamItem::Token {
+            index,
+            text,
+            logprobs,
+        } => chunk(
+            Some(CompletionChoice {
+                text,
+                index: index as u32,
+                logprobs: want_lp
+                    .then(|| legacy_logprobs(&logprobs.into_iter().collect::<Vec<_>>(), 0)),
+                finish_reason: None,
+            }),
+            None,
+        ),
+        StreamItem::Finish { index, reason } => chunk(
+            Some(CompletionChoice {
+                text: String::new(),
+                index: index as u32,
+                logprobs: None,
+                finish_reason: Some(reason.into()),
+            }),
+            None,
+        ),
+        StreamItem::Usage(u) => chunk(None, Some(u)),
+    };
+    Ok(spawn_stream(
+        streams,
+        model,
+        start,
+        prelude,
+        prompt_tokens,
+        req.include_usage,
+        render,
+    ))
 }
