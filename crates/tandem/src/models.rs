@@ -20,7 +20,7 @@ pub fn resolve(store: &ModelStore, name: &str, pull: bool) -> Result<ResolvedMod
 pub fn pull(name: &str) -> Result<()> {
     let store = ModelStore::from_env();
     let m = store.pull(name, &BarProgress::new())?;
-    println!("{} ready at {}", m.name, m.path.display());
+    println!("{}: {}", m.name, m.path.display());
     Ok(())
 }
 
