@@ -127,7 +127,7 @@ fn finish(model: &str, endpoint: &'static str, start: Instant, r: HttpResult) ->
 
 fn model_label(state: &AppState, model: &str) -> String {
     // Bounded label cardinality: unknown model names are not echoed into metrics.
-    if state.model_ids().iter().any(|m| m == model) {
+    if state.has_model(model) {
         model.to_string()
     } else {
         "unknown".into()

@@ -136,6 +136,19 @@ async fn collect(mut rx: GenStream, obs: &mut Observer) -> Result<Collected, Api
     ))
 }
 
+/// Collect every choice of a non-streaming request concurrently (they decode together).
+async fn collect_all(
+    streams: Vec<GenStream>,
+    model: &str,
+    start: Instant,
+) -> Vec<Result<Collected, ApiError>> {
+    futures::future::join_all(streams.into_iter().map(|rx| async move {
+        let mut obs = Observer::new(model, start);
+        collect(rx, &mut obs).await
+    }))
+    .await
+}
+
 fn chat_logprobs(lps: &[TokenLogprobs]) -> ChoiceLogprobs {
     ChoiceLogprobs {
         content: lps
@@ -174,14 +187,7 @@ pub async fn chat_completion(
     let lp = req.logprobs.then_some(req.top_logprobs);
     let streams = start_all(engine, &[prompt], req.n, &req.sampling, req.max_tokens, lp)?;
     let model = engine.info().name.clone();
-    let results = futures::future::join_all(streams.into_iter().map(|rx| {
-        let model = model.clone();
-        async move {
-            let mut obs = Observer::new(&model, start);
-            collect(rx, &mut obs).await
-        }
-    }))
-    .await;
+    let results = collect_all(streams, &model, start).await;
     let mut choices = Vec::with_capacity(results.len());
     let mut usage = Usage::default();
     for (i, r) in results.into_iter().enumerate() {
@@ -474,14 +480,7 @@ pub async fn completion(
         });
     }
     let streams = start_all(engine, &toks, req.n, &req.sampling, max, req.logprobs)?;
-    let results = futures::future::join_all(streams.into_iter().map(|rx| {
-        let model = model.clone();
-        async move {
-            let mut obs = Observer::new(&model, start);
-            collect(rx, &mut obs).await
-        }
-    }))
-    .await;
+    let results = collect_all(streams, &model, start).await;
     let mut choices = Vec::new();
     let mut usage = Usage::default();
     for (k, r) in results.into_iter().enumerate() {

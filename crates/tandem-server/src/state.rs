@@ -72,6 +72,11 @@ impl AppState {
         self.chat.keys().chain(self.embed.keys()).cloned().collect()
     }
 
+    /// Whether `model` is served (chat or embedding).
+    pub fn has_model(&self, model: &str) -> bool {
+        self.chat.contains_key(model) || self.embed.contains_key(model)
+    }
+
     /// Chat engines.
     pub fn chat_engines(&self) -> impl Iterator<Item = &Engine> {
         self.chat.values()

@@ -101,13 +101,7 @@ async fn streaming_framing_matches_non_streaming() {
     let mut sbody = body.clone();
     sbody["stream"] = json!(true);
     sbody["stream_options"] = json!({"include_usage": true});
-    let resp = client()
-        .post(format!("{base}/v1/chat/completions"))
-        .json(&sbody)
-        .send()
-        .await
-        .unwrap();
-    let events = sse_events(resp).await;
+    let events = post_stream(&base, "/v1/chat/completions", &sbody).await;
     assert_eq!(events.last().unwrap(), "[DONE]");
     let chunks: Vec<Value> = events[..events.len() - 1]
         .iter()
@@ -153,13 +147,7 @@ async fn stream_without_usage_ends_with_done() {
     let base = server().await;
     let mut body = chat_body("Hello!", 4);
     body["stream"] = json!(true);
-    let resp = client()
-        .post(format!("{base}/v1/chat/completions"))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let events = sse_events(resp).await;
+    let events = post_stream(&base, "/v1/chat/completions", &body).await;
     assert_eq!(events.last().unwrap(), "[DONE]");
     let last: Value = serde_json::from_str(&events[events.len() - 2]).unwrap();
     assert_eq!(last["choices"][0]["finish_reason"], "length");
@@ -262,13 +250,7 @@ async fn legacy_completions() {
 async fn legacy_completion_stream() {
     let base = server().await;
     let body = json!({"model": CHAT, "prompt": "Once upon a time", "max_tokens": 5, "temperature": 0, "stream": true, "stream_options": {"include_usage": true}});
-    let resp = client()
-        .post(format!("{base}/v1/completions"))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let events = sse_events(resp).await;
+    let events = post_stream(&base, "/v1/completions", &body).await;
     assert_eq!(events.last().unwrap(), "[DONE]");
     let usage: Value = serde_json::from_str(&events[events.len() - 2]).unwrap();
     assert_eq!(usage["usage"]["completion_tokens"], 5);

@@ -143,3 +143,14 @@ pub fn assert_error_shape(v: &serde_json::Value) -> &serde_json::Map<String, ser
 pub fn user(text: &str) -> serde_json::Value {
     serde_json::json!([{"role": "user", "content": text}])
 }
+
+/// POST a streaming request and return its SSE payloads (framing checked).
+pub async fn post_stream(base: &str, path: &str, body: &serde_json::Value) -> Vec<String> {
+    let resp = client()
+        .post(format!("{base}{path}"))
+        .json(body)
+        .send()
+        .await
+        .unwrap();
+    sse_events(resp).await
+}
