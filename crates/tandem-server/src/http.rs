@@ -1,11 +1,11 @@
 //! Axum routes. Thin: parse, call [`crate::pipeline`], map errors.
 
-use crate::pipeline;
 use crate::state::AppState;
+use crate::{gateway, pipeline};
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -51,6 +51,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/chat/completions", post(chat_completions))
         .route("/v1/completions", post(completions))
         .route("/v1/embeddings", post(embeddings))
+        .route("/v1/route/explain", post(route_explain))
+        .route("/v1/tandem/stats", get(stats))
         .route("/v1/models", get(list_models))
         .route("/v1/models/{*id}", get(get_model))
         .route("/health", get(health))
@@ -134,24 +136,135 @@ fn model_label(state: &AppState, model: &str) -> String {
     }
 }
 
-async fn chat_completions(State(state): State<Arc<AppState>>, body: Body) -> Response {
-    let start = Instant::now();
+fn routing_headers(
+    resp: &mut Response,
+    route: Option<&str>,
+    model: Option<&str>,
+    overhead_ms: f64,
+) {
+    let h = resp.headers_mut();
+    if let Some(r) = route.and_then(|r| HeaderValue::from_str(r).ok()) {
+        h.insert("x-tandem-route", r);
+    }
+    if let Some(m) = model.and_then(|m| HeaderValue::from_str(m).ok()) {
+        h.insert("x-tandem-model", m);
+    }
+    if let Ok(v) = HeaderValue::from_str(&format!("{overhead_ms:.3}")) {
+        h.insert("x-tandem-overhead-ms", v);
+    }
+}
+
+async fn chat_completions(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let meta = gateway::RequestMeta::from_headers(&headers);
+    let start = meta.start;
     let mut model = String::from("unknown");
-    let r = async {
+    let r: HttpResult = async {
         let bytes = read_body(&state, body).await?;
         let req = openai::parse_chat_request(&bytes, state.options.drop_unknown_params)?;
-        model = model_label(&state, &req.model);
-        let engine = state.chat_engine(&req.model)?;
-        if req.stream {
-            let rx = pipeline::chat_stream(engine, &req, &state.fingerprint)?;
-            Ok(sse(rx))
-        } else {
-            let resp = pipeline::chat_completion(engine, &req, &state.fingerprint).await?;
-            Ok(axum::Json(resp).into_response())
+        match gateway::chat(state.clone(), req, meta).await {
+            Ok(routed) => {
+                model = model_label(&state, &routed.model);
+                let mut resp = match routed.reply {
+                    gateway::Reply::Json(c) => axum::Json(c).into_response(),
+                    gateway::Reply::Stream(rx) => sse(rx),
+                };
+                routing_headers(
+                    &mut resp,
+                    Some(&routed.route),
+                    Some(&routed.model),
+                    routed.overhead_ms,
+                );
+                Ok(resp)
+            }
+            Err(f) => {
+                if let Some(m) = &f.model {
+                    model = model_label(&state, m);
+                }
+                let mut resp = HttpError(f.error).into_response();
+                routing_headers(
+                    &mut resp,
+                    f.route.as_deref(),
+                    f.model.as_deref(),
+                    f.overhead_ms,
+                );
+                Ok(resp)
+            }
         }
     }
     .await;
     finish(&model, "chat", start, r)
+}
+
+async fn route_explain(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let meta = gateway::RequestMeta::from_headers(&headers);
+    let start = meta.start;
+    let r: HttpResult = async {
+        let bytes = read_body(&state, body).await?;
+        // Explain accepts any chat request; generation parameters are irrelevant here.
+        let req = openai::parse_chat_request(&bytes, true)?;
+        let (body, route, model, overhead) = gateway::explain(&state, &req, &meta).await?;
+        let mut resp = axum::Json(body).into_response();
+        routing_headers(&mut resp, Some(&route), model.as_deref(), overhead);
+        Ok(resp)
+    }
+    .await;
+    finish("none", "explain", start, r)
+}
+
+#[derive(serde::Deserialize)]
+struct StatsQuery {
+    /// Only requests since this many seconds ago.
+    since_secs: Option<i64>,
+    /// Only this tenant.
+    tenant: Option<String>,
+}
+
+async fn stats(
+    State(state): State<Arc<AppState>>,
+    q: Result<axum::extract::Query<StatsQuery>, axum::extract::rejection::QueryRejection>,
+) -> HttpResult {
+    let axum::extract::Query(q) =
+        q.map_err(|e| HttpError(ApiError::bad_request(format!("Bad query string: {e}"))))?;
+    let Some(ledger) = state.ledger.clone() else {
+        return Err(HttpError(ApiError::new(
+            ErrorKind::NotFound,
+            "The ledger is disabled on this server (server.ledger: off).",
+        )));
+    };
+    if let Some(s) = q.since_secs
+        && s < 0
+    {
+        return Err(HttpError(ApiError::invalid(
+            "since_secs",
+            "`since_secs` must be ≥ 0.",
+        )));
+    }
+    let filter = tandem_ledger::StatsFilter {
+        since_ms: q.since_secs.map(|s| gateway::now_ms() - s * 1000),
+        tenant: q.tenant,
+    };
+    let stats = tokio::task::spawn_blocking(move || {
+        ledger.flush()?;
+        ledger.stats(&filter)
+    })
+    .await
+    .map_err(|e| HttpError(ApiError::internal(format!("stats task failed: {e}"))))?
+    .map_err(|e| HttpError(ApiError::internal(format!("reading the ledger: {e}"))))?;
+    let rt = state.runtime();
+    Ok(axum::Json(serde_json::json!({
+        "object": "tandem.stats",
+        "baseline_model": rt.config.llm_model,
+        "stats": stats,
+    }))
+    .into_response())
 }
 
 async fn completions(State(state): State<Arc<AppState>>, body: Body) -> Response {
@@ -159,7 +272,8 @@ async fn completions(State(state): State<Arc<AppState>>, body: Body) -> Response
     let mut model = String::from("unknown");
     let r = async {
         let bytes = read_body(&state, body).await?;
-        let req = openai::parse_completion_request(&bytes, state.options.drop_unknown_params)?;
+        let mut req = openai::parse_completion_request(&bytes, state.options.drop_unknown_params)?;
+        req.model = legacy_model(&state, &req.model)?;
         model = model_label(&state, &req.model);
         let engine = state.chat_engine(&req.model)?;
         if req.stream {
@@ -177,6 +291,26 @@ async fn completions(State(state): State<Arc<AppState>>, body: Body) -> Response
     }
     .await;
     finish(&model, "completions", start, r)
+}
+
+/// Legacy completions are served by local models only: aliases resolve to their model, the
+/// policy (`auto`) to the policy's local model.
+fn legacy_model(state: &AppState, requested: &str) -> Result<String, ApiError> {
+    let rt = state.runtime();
+    let resolved = match rt.config.aliases.get(requested) {
+        Some(Some(m)) => m.clone(),
+        Some(None) => rt.config.fallback_local().unwrap_or(requested).to_string(),
+        None => requested.to_string(),
+    };
+    if rt.remotes.contains_key(&resolved) {
+        return Err(ApiError::invalid(
+            "model",
+            format!(
+                "`{resolved}` is a remote model; /v1/completions serves local models only (use /v1/chat/completions)."
+            ),
+        ));
+    }
+    Ok(resolved)
 }
 
 async fn embeddings(State(state): State<Arc<AppState>>, body: Body) -> Response {
@@ -251,6 +385,25 @@ fn model_objects(state: &AppState) -> Vec<ModelObject> {
         created: m.loaded_at,
         owned_by: "tandem".into(),
     }));
+    let rt = state.runtime();
+    for name in rt.remotes.keys() {
+        v.push(ModelObject {
+            id: name.clone(),
+            object: "model".into(),
+            created: 0,
+            owned_by: "remote".into(),
+        });
+    }
+    for alias in rt.config.aliases.keys() {
+        if !v.iter().any(|m| &m.id == alias) {
+            v.push(ModelObject {
+                id: alias.clone(),
+                object: "model".into(),
+                created: 0,
+                owned_by: "tandem-router".into(),
+            });
+        }
+    }
     v
 }
 
@@ -267,7 +420,10 @@ async fn get_model(State(state): State<Arc<AppState>>, Path(id): Path<String>) -
         .into_iter()
         .find(|m| m.id == id)
         .map(|m| axum::Json(m).into_response())
-        .ok_or_else(|| HttpError(ApiError::model_not_found(&id, &state.model_ids())))
+        .ok_or_else(|| {
+            let ids: Vec<String> = model_objects(&state).into_iter().map(|m| m.id).collect();
+            HttpError(ApiError::model_not_found(&id, &ids))
+        })
 }
 
 async fn health(State(state): State<Arc<AppState>>) -> Response {

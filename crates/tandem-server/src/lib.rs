@@ -3,11 +3,17 @@
 //! The handlers in [`http`] are thin: they parse bodies with `tandem-types`, hand requests to
 //! the [`pipeline`] (which drives `tandem-engine` and builds response objects and stream
 //! chunks), and map errors to OpenAI-shaped bodies. [`state::AppState`] holds the loaded
-//! models; [`metrics`] the Prometheus recorder.
+//! models; [`metrics`] the Prometheus recorder. Chat requests go through the [`gateway`]:
+//! the routing policy decides (see `tandem-policy`), the chosen local engine or remote
+//! upstream answers (with fallbacks, PII masking and the cascade), and the ledger records it.
+//! [`runtime`] holds the configuration in force; [`reload`] swaps it on file change/SIGHUP.
 
+pub mod gateway;
 pub mod http;
 pub mod metrics;
 pub mod pipeline;
+pub mod reload;
+pub mod runtime;
 pub mod state;
 
 pub use http::router;

@@ -83,3 +83,61 @@ pub fn engine_gauges(model: &str, waiting: usize, running: usize) {
     metrics::gauge!("tandem_queue_depth", "model" => model.to_string()).set(waiting as f64);
     metrics::gauge!("tandem_running_requests", "model" => model.to_string()).set(running as f64);
 }
+
+/// Record a routing decision and Tandem's own time before calling a model.
+pub fn decision(route: &str, model: &str, action: &'static str, overhead_secs: f64) {
+    metrics::counter!("tandem_route_decisions_total", "route" => route.to_string(), "model" => model.to_string(), "action" => action).increment(1);
+    metrics::histogram!("tandem_routing_overhead_seconds", "route" => route.to_string())
+        .record(overhead_secs);
+}
+
+/// Record a finished routed request: who answered, locally or not, and PII actions.
+pub fn routed(r: &tandem_ledger::LedgerRecord) {
+    let model = r.answered_by.clone().unwrap_or_else(|| "none".into());
+    let class = format!("{}xx", r.status / 100);
+    metrics::counter!("tandem_routed_requests_total", "route" => r.route.clone(), "model" => model, "action" => r.action.clone(), "local" => if r.local { "true" } else { "false" }, "status" => class).increment(1);
+    if let Some(a) = &r.pii_action {
+        for k in &r.pii_kinds {
+            metrics::counter!("tandem_pii_actions_total", "action" => a.clone(), "kind" => k.clone())
+                .increment(1);
+        }
+    }
+    if r.left_machine {
+        metrics::counter!("tandem_requests_left_machine_total", "route" => r.route.clone())
+            .increment(1);
+    }
+}
+
+/// Record a cascade outcome.
+pub fn cascade(route: &str, escalated: bool) {
+    metrics::counter!("tandem_cascade_total", "route" => route.to_string(), "outcome" => if escalated { "escalated" } else { "accepted" }).increment(1);
+}
+
+/// Record a fallback from one model to the next.
+pub fn fallback(from: &str, to: &str) {
+    metrics::counter!("tandem_fallbacks_total", "from" => from.to_string(), "to" => to.to_string())
+        .increment(1);
+}
+
+/// Record an upstream failure by kind.
+pub fn upstream_error(model: &str, e: &tandem_providers::ProviderError) {
+    use tandem_providers::ProviderError as P;
+    let kind = match e {
+        P::Connect { .. } => "connect",
+        P::Timeout { .. } => "timeout",
+        P::Status { .. } => "status",
+        P::Protocol { .. } => "protocol",
+        P::CircuitOpen { .. } => "circuit_open",
+        P::Interrupted { .. } => "interrupted",
+        P::Unsupported { .. } => "unsupported",
+        P::Config { .. } => "config",
+    };
+    metrics::counter!("tandem_upstream_errors_total", "model" => model.to_string(), "kind" => kind)
+        .increment(1);
+}
+
+/// Record a configuration reload.
+pub fn reload(ok: bool) {
+    metrics::counter!("tandem_config_reloads_total", "result" => if ok { "ok" } else { "rejected" })
+        .increment(1);
+}

@@ -246,9 +246,28 @@ enum StreamItem {
     Usage(Usage),
 }
 
+/// How a stream ended, for accounting (the ledger).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StreamOutcome {
+    /// Prompt tokens.
+    pub prompt_tokens: u32,
+    /// Tokens generated over all choices.
+    pub completion_tokens: u32,
+    /// Milliseconds from the start to the first generated text.
+    pub ttft_ms: Option<f64>,
+    /// The error sent to the client, if the stream failed.
+    pub error: Option<String>,
+    /// The client went away before the end.
+    pub cancelled: bool,
+}
+
+/// Called once when a stream ends (normally, with an error, or cancelled).
+pub type OnDone = Box<dyn FnOnce(StreamOutcome) + Send>;
+
 /// Drive `streams` to the client: a task renders each event with `render`, sends the
 /// `prelude` payloads first and `[DONE]` last, records metrics, and stops (cancelling the
-/// generations) as soon as the receiver is dropped.
+/// generations) as soon as the receiver is dropped. `on_done` learns how it ended.
+#[allow(clippy::too_many_arguments)]
 fn spawn_stream(
     streams: Vec<GenStream>,
     model: String,
@@ -257,12 +276,24 @@ fn spawn_stream(
     prompt_tokens: u32,
     include_usage: bool,
     render: impl Fn(StreamItem) -> SsePayload + Send + 'static,
+    on_done: Option<OnDone>,
 ) -> mpsc::Receiver<SsePayload> {
     let (tx, rx) = mpsc::channel::<SsePayload>(256);
     let n = streams.len();
     tokio::spawn(async move {
+        let mut outcome = StreamOutcome {
+            prompt_tokens,
+            ..StreamOutcome::default()
+        };
+        let finish = move |o: StreamOutcome| {
+            if let Some(f) = on_done {
+                f(o);
+            }
+        };
         for p in prelude {
             if tx.send(p).await.is_err() {
+                outcome.cancelled = true;
+                finish(outcome);
                 return;
             }
         }
@@ -272,7 +303,12 @@ fn spawn_stream(
         let mut completion_tokens = 0;
         while remaining > 0 {
             let item = tokio::select! {
-                _ = tx.closed() => return,
+                _ = tx.closed() => {
+                    outcome.completion_tokens = completion_tokens;
+                    outcome.cancelled = true;
+                    finish(outcome);
+                    return;
+                }
                 item = events.next() => item,
             };
             let Some((index, ev)) = item else { break };
@@ -287,6 +323,9 @@ fn spawn_stream(
                     }
                     if text.is_empty() && logprobs.is_none() {
                         continue;
+                    }
+                    if outcome.ttft_ms.is_none() && !text.is_empty() {
+                        outcome.ttft_ms = Some(start.elapsed().as_secs_f64() * 1000.0);
                     }
                     render(StreamItem::Token {
                         index,
@@ -304,17 +343,26 @@ fn spawn_stream(
                     })
                 }
                 GenEvent::Error(e) => {
-                    let _ = tx.send(error_payload(&ApiError::internal(e))).await;
+                    let _ = tx.send(error_payload(&ApiError::internal(e.clone()))).await;
+                    outcome.completion_tokens = completion_tokens;
+                    outcome.error = Some(e);
+                    finish(outcome);
                     return;
                 }
             };
             if tx.send(payload).await.is_err() {
+                outcome.completion_tokens = completion_tokens;
+                outcome.cancelled = true;
+                finish(outcome);
                 return;
             }
         }
+        outcome.completion_tokens = completion_tokens;
         if remaining > 0 {
             let e = ApiError::internal("the engine stopped before finishing the generation");
             let _ = tx.send(error_payload(&e)).await;
+            outcome.error = Some(e.message);
+            finish(outcome);
             return;
         }
         if include_usage {
@@ -326,6 +374,7 @@ fn spawn_stream(
                 .await;
         }
         let _ = tx.send("[DONE]".to_string()).await;
+        finish(outcome);
     });
     rx
 }
@@ -337,6 +386,7 @@ pub fn chat_stream(
     engine: &Engine,
     req: &ChatRequest,
     fingerprint: &str,
+    on_done: Option<OnDone>,
 ) -> Result<mpsc::Receiver<SsePayload>, ApiError> {
     let start = Instant::now();
     let prompt = chat_prompt(engine, req)?;
@@ -414,6 +464,7 @@ pub fn chat_stream(
         prompt_tokens,
         req.include_usage,
         render,
+        on_done,
     ))
 }
 
@@ -598,5 +649,6 @@ pub fn completion_stream(
         prompt_tokens,
         req.include_usage,
         render,
+        None,
     ))
 }

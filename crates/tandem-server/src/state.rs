@@ -1,9 +1,13 @@
 //! What the server holds: loaded chat engines, embedding models and options.
 
+use crate::runtime::Runtime;
+use arc_swap::ArcSwap;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use tandem_embed::Embedder;
 use tandem_engine::Engine;
+use tandem_ledger::Ledger;
+use tandem_policy::Config;
 use tandem_types::ApiError;
 
 /// Server behaviour switches.
@@ -28,6 +32,7 @@ impl Default for ServerOptions {
 }
 
 /// An embedding model served under a name.
+#[derive(Clone)]
 pub struct EmbedModel {
     /// Served id.
     pub name: String,
@@ -48,22 +53,112 @@ pub struct AppState {
     pub metrics: crate::metrics::Metrics,
     /// Fingerprint reported in responses.
     pub fingerprint: String,
+    runtime: ArcSwap<Runtime>,
+    reload_lock: std::sync::Mutex<()>,
+    /// Where every routed request is recorded (None: not recorded).
+    pub ledger: Option<Ledger>,
 }
 
 impl AppState {
-    /// State over the given models.
+    /// State over the given models, without routing rules: `auto` is the first chat model.
     pub fn new(chat: Vec<Engine>, embed: Vec<EmbedModel>, options: ServerOptions) -> Self {
+        let chat_names: Vec<String> = chat.iter().map(|e| e.info().name.clone()).collect();
+        let embed_names: Vec<String> = embed.iter().map(|m| m.name.clone()).collect();
+        let config = Runtime::local_only_config(&chat_names, &embed_names);
+        match Self::with_config(chat, embed, options, config, None) {
+            Ok(s) => s,
+            Err((e, chat, embed, options)) => {
+                // The generated configuration only names loaded models; keep serving them.
+                tracing::error!(error = %e, "routing runtime for the loaded models failed");
+                let rt = Runtime::build(Config::empty(), &BTreeMap::new(), &BTreeMap::new(), None);
+                Self::assemble(chat, embed, options, rt.ok(), None)
+            }
+        }
+    }
+
+    /// State over the given models with a routing configuration and a ledger. On failure,
+    /// the reason and the models are handed back.
+    #[allow(clippy::type_complexity)]
+    pub fn with_config(
+        chat: Vec<Engine>,
+        embed: Vec<EmbedModel>,
+        options: ServerOptions,
+        config: Config,
+        ledger: Option<Ledger>,
+    ) -> Result<Self, (String, Vec<Engine>, Vec<EmbedModel>, ServerOptions)> {
+        let chat_map: BTreeMap<String, Engine> = chat
+            .iter()
+            .map(|e| (e.info().name.clone(), e.clone()))
+            .collect();
+        let embed_map: BTreeMap<String, EmbedModel> =
+            embed.iter().map(|m| (m.name.clone(), m.clone())).collect();
+        match Runtime::build(config, &chat_map, &embed_map, None) {
+            Ok(rt) => Ok(Self::assemble(chat, embed, options, Some(rt), ledger)),
+            Err(e) => Err((e, chat, embed, options)),
+        }
+    }
+
+    fn assemble(
+        chat: Vec<Engine>,
+        embed: Vec<EmbedModel>,
+        options: ServerOptions,
+        rt: Option<Runtime>,
+        ledger: Option<Ledger>,
+    ) -> Self {
         let permits = options.embed_concurrency.max(1);
+        let chat: BTreeMap<String, Engine> = chat
+            .into_iter()
+            .map(|e| (e.info().name.clone(), e))
+            .collect();
+        let embed: BTreeMap<String, EmbedModel> =
+            embed.into_iter().map(|m| (m.name.clone(), m)).collect();
+        let rt = match rt {
+            Some(rt) => rt,
+            None => match Runtime::build(Config::empty(), &BTreeMap::new(), &BTreeMap::new(), None)
+            {
+                Ok(rt) => rt,
+                Err(e) => panic!("an empty configuration must always build: {e}"),
+            },
+        };
         AppState {
-            chat: chat
-                .into_iter()
-                .map(|e| (e.info().name.clone(), e))
-                .collect(),
-            embed: embed.into_iter().map(|m| (m.name.clone(), m)).collect(),
+            chat,
+            embed,
             embed_permits: tokio::sync::Semaphore::new(permits),
             options,
             metrics: crate::metrics::Metrics::global(),
             fingerprint: format!("tandem-{}", env!("CARGO_PKG_VERSION")),
+            runtime: ArcSwap::from_pointee(rt),
+            reload_lock: std::sync::Mutex::new(()),
+            ledger,
+        }
+    }
+
+    /// The routing runtime in force now.
+    pub fn runtime(&self) -> Arc<Runtime> {
+        self.runtime.load_full()
+    }
+
+    /// Swap in a new configuration. A configuration that cannot run (a local model that is
+    /// not loaded, a bad classifier) is refused and the old one keeps serving.
+    pub fn reload(&self, config: Config) -> Result<u64, String> {
+        let _g = self.reload_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let prev = self.runtime();
+        let r = Runtime::build(config, &self.chat, &self.embed, Some(&prev));
+        crate::metrics::reload(r.is_ok());
+        let rt = r?;
+        let generation = rt.generation;
+        self.runtime.store(Arc::new(rt));
+        Ok(generation)
+    }
+
+    /// Parse, validate and swap in configuration text.
+    pub fn reload_text(&self, text: &str) -> Result<u64, String> {
+        match tandem_policy::config::parse(text) {
+            Ok(c) => self.reload(c),
+            Err(e) => {
+                crate::metrics::reload(false);
+                Err(e.to_string())
+            }
         }
     }
 
@@ -74,7 +169,9 @@ impl AppState {
 
     /// Whether `model` is served (chat or embedding).
     pub fn has_model(&self, model: &str) -> bool {
-        self.chat.contains_key(model) || self.embed.contains_key(model)
+        self.chat.contains_key(model)
+            || self.embed.contains_key(model)
+            || self.runtime().config.model(model).is_some()
     }
 
     /// Chat engines.

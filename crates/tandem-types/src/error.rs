@@ -9,6 +9,8 @@ pub enum ErrorKind {
     InvalidRequest,
     /// 401: missing or wrong API key.
     Authentication,
+    /// 403: the routing policy refuses the request.
+    Forbidden,
     /// 404: unknown model or route.
     NotFound,
     /// 413: body larger than the server accepts.
@@ -25,6 +27,8 @@ pub enum ErrorKind {
     Unavailable,
     /// 504: an upstream did not answer in time.
     Timeout,
+    /// Any other status a policy chose (e.g. a `reject` rule's status).
+    Custom(u16),
 }
 
 impl ErrorKind {
@@ -33,6 +37,7 @@ impl ErrorKind {
         match self {
             ErrorKind::InvalidRequest => 400,
             ErrorKind::Authentication => 401,
+            ErrorKind::Forbidden => 403,
             ErrorKind::NotFound => 404,
             ErrorKind::PayloadTooLarge => 413,
             ErrorKind::UnsupportedMediaType => 415,
@@ -41,6 +46,7 @@ impl ErrorKind {
             ErrorKind::BadGateway => 502,
             ErrorKind::Unavailable => 503,
             ErrorKind::Timeout => 504,
+            ErrorKind::Custom(s) => s,
         }
     }
 
@@ -52,6 +58,9 @@ impl ErrorKind {
             | ErrorKind::PayloadTooLarge
             | ErrorKind::UnsupportedMediaType => "invalid_request_error",
             ErrorKind::Authentication => "authentication_error",
+            ErrorKind::Forbidden => "permission_error",
+            ErrorKind::Custom(s) if s >= 500 => "server_error",
+            ErrorKind::Custom(_) => "invalid_request_error",
             ErrorKind::RateLimited => "rate_limit_error",
             ErrorKind::Internal | ErrorKind::BadGateway => "server_error",
             ErrorKind::Unavailable => "service_unavailable_error",

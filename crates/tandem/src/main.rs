@@ -3,8 +3,10 @@
 mod bench;
 mod config;
 mod models;
+mod route;
 mod run;
 mod serve;
+mod stats;
 
 use clap::{Parser, Subcommand};
 
@@ -12,7 +14,7 @@ use clap::{Parser, Subcommand};
 #[command(
     name = "tandem",
     version,
-    about = "Local small-model serving with an OpenAI-compatible API"
+    about = "Local small-model serving with an OpenAI-compatible API, routing to remote LLMs by policy"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -42,6 +44,15 @@ enum Command {
     },
     /// Measure prompt and generation speed through the HTTP API.
     Bench(bench::BenchArgs),
+    /// Validate or print configurations.
+    Config {
+        #[command(subcommand)]
+        cmd: config::ConfigCmd,
+    },
+    /// Show how a message would be routed (decision, category, PII, every rule tried).
+    Route(route::RouteArgs),
+    /// Requests, local share, cost and savings from the ledger.
+    Stats(stats::StatsArgs),
 }
 
 fn init_tracing() {
@@ -66,6 +77,9 @@ fn main() {
         Command::Catalog => models::show_catalog(),
         Command::Rm { name } => models::remove(&name),
         Command::Bench(a) => bench::run(a),
+        Command::Config { cmd } => config::run(cmd),
+        Command::Route(a) => route::run(a),
+        Command::Stats(a) => stats::run(a),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

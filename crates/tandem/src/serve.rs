@@ -1,6 +1,5 @@
 //! `tandem serve`.
 
-use crate::config::{Config, EngineSection, ModelEntry};
 use crate::models::resolve;
 use anyhow::{Context, Result, bail};
 use clap::Args;
@@ -9,11 +8,10 @@ use std::sync::Arc;
 use tandem_embed::Embedder;
 use tandem_engine::{Engine, EngineConfig};
 use tandem_models::{ModelKind, ModelStore};
+use tandem_policy::config::{Config, EngineSection, ModelSource};
+use tandem_server::runtime::Runtime;
 use tandem_server::state::EmbedModel;
 use tandem_server::{AppState, ServerOptions};
-
-/// Default models when none are named: the SLM that reads Traditional Chinese, and MiniLM.
-pub const DEFAULT_MODELS: &[&str] = &["qwen2.5-coder-0.5b", "minilm-l6"];
 
 #[derive(Args, Debug, Clone, Default)]
 pub struct EngineArgs {
@@ -36,7 +34,8 @@ pub struct EngineArgs {
 
 #[derive(Args, Debug)]
 pub struct ServeArgs {
-    /// YAML configuration file.
+    /// YAML configuration (models, routes, policy); default: the built-in hybrid table.
+    /// Reloaded when the file changes or on SIGHUP.
     #[arg(long, short = 'c', env = "TANDEM_CONFIG")]
     config: Option<PathBuf>,
     /// Address to bind.
@@ -45,7 +44,8 @@ pub struct ServeArgs {
     /// Port to bind (0 picks a free one).
     #[arg(long, short = 'p', env = "TANDEM_PORT")]
     port: Option<u16>,
-    /// Model to load (catalog name or path); repeat for several. Chat and embedding models.
+    /// Serve exactly these local models (catalog names or paths) without routing rules,
+    /// instead of the configuration's models; `auto` is the first chat model.
     #[arg(
         long = "model",
         short = 'm',
@@ -59,6 +59,9 @@ pub struct ServeArgs {
     /// Accept and ignore unknown OpenAI parameters.
     #[arg(long, env = "TANDEM_DROP_UNKNOWN_PARAMS")]
     drop_unknown_params: bool,
+    /// Ledger database (SQLite), or `off`. Default: $TANDEM_HOME/ledger.sqlite.
+    #[arg(long, env = "TANDEM_LEDGER")]
+    ledger: Option<String>,
     #[command(flatten)]
     engine: EngineArgs,
 }
@@ -112,29 +115,48 @@ fn unix_now() -> u64 {
         .unwrap_or(0)
 }
 
-/// Load every model and build the server state.
-pub fn load_state(
+/// A local model to load: served name, catalog name or path, engine overrides.
+pub struct LocalEntry {
+    pub name: String,
+    pub source: String,
+    pub engine: EngineSection,
+}
+
+/// The local models a configuration names.
+pub fn local_entries(cfg: &Config) -> Vec<LocalEntry> {
+    cfg.models
+        .iter()
+        .filter_map(|m| match &m.source {
+            ModelSource::Local { source, engine } => Some(LocalEntry {
+                name: m.name.clone(),
+                source: source.clone(),
+                engine: engine.clone(),
+            }),
+            ModelSource::Remote(_) => None,
+        })
+        .collect()
+}
+
+/// Load the local models.
+pub fn load_models(
     store: &ModelStore,
-    entries: &[ModelEntry],
+    entries: &[LocalEntry],
     engine_args: &EngineArgs,
     engine_section: &EngineSection,
     pull: bool,
-    options: ServerOptions,
-) -> Result<AppState> {
+) -> Result<(Vec<Engine>, Vec<EmbedModel>)> {
     let mut chat = Vec::new();
     let mut embed = Vec::new();
     for entry in entries {
-        let resolved = resolve(store, entry.model(), pull)?;
-        let (name, sections): (String, Vec<&EngineSection>) = match entry {
-            ModelEntry::Name(_) => (resolved.name.clone(), vec![engine_section]),
-            ModelEntry::Detailed(d) => (
-                d.name.clone().unwrap_or_else(|| resolved.name.clone()),
-                vec![&d.engine, engine_section],
-            ),
-        };
+        let resolved = resolve(store, &entry.source, pull)?;
         match resolved.kind {
             ModelKind::Chat => {
-                let cfg = engine_config(resolved.path.clone(), name, engine_args, &sections);
+                let cfg = engine_config(
+                    resolved.path.clone(),
+                    entry.name.clone(),
+                    engine_args,
+                    &[&entry.engine, engine_section],
+                );
                 let engine = Engine::load(cfg)
                     .with_context(|| format!("loading {}", resolved.path.display()))?;
                 chat.push(engine);
@@ -142,45 +164,43 @@ pub fn load_state(
             ModelKind::Embedding => {
                 let e = Embedder::load(&resolved.path)
                     .with_context(|| format!("loading {}", resolved.path.display()))?;
-                tracing::info!(model = %name, dim = e.dim(), "embedding model loaded");
+                tracing::info!(model = %entry.name, dim = e.dim(), "embedding model loaded");
                 embed.push(EmbedModel {
-                    name,
+                    name: entry.name.clone(),
                     embedder: Arc::new(e),
                     loaded_at: unix_now(),
                 });
             }
         }
     }
-    Ok(AppState::new(chat, embed, options))
+    Ok((chat, embed))
+}
+
+fn open_ledger(setting: Option<&str>) -> Result<Option<tandem_ledger::Ledger>> {
+    let path = match setting {
+        Some("off") | Some("none") | Some("false") => return Ok(None),
+        Some(p) => PathBuf::from(p),
+        None => tandem_models::tandem_home().join("ledger.sqlite"),
+    };
+    if let Some(dir) = path.parent()
+        && !dir.as_os_str().is_empty()
+    {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let l = tandem_ledger::Ledger::open(&path)
+        .with_context(|| format!("opening the ledger {}", path.display()))?;
+    tracing::info!(path = %path.display(), "ledger");
+    Ok(Some(l))
 }
 
 pub fn run(args: ServeArgs) -> Result<()> {
-    let cfg = match &args.config {
-        Some(p) => Config::load(p)?,
-        None => Config::default(),
-    };
+    let (mut cfg, cfg_label) = crate::config::load_or_default(args.config.as_deref())?;
     let host = args
         .host
         .clone()
         .or(cfg.server.host.clone())
         .unwrap_or_else(|| "127.0.0.1".into());
     let port = args.port.or(cfg.server.port).unwrap_or(8080);
-    let entries: Vec<ModelEntry> = if !args.models.is_empty() {
-        args.models
-            .iter()
-            .map(|m| ModelEntry::Name(m.clone()))
-            .collect()
-    } else if !cfg.models.is_empty() {
-        cfg.models
-    } else {
-        DEFAULT_MODELS
-            .iter()
-            .map(|m| ModelEntry::Name((*m).to_string()))
-            .collect()
-    };
-    if entries.is_empty() {
-        bail!("no models to serve");
-    }
     let defaults = ServerOptions::default();
     let options = ServerOptions {
         drop_unknown_params: args.drop_unknown_params
@@ -189,32 +209,73 @@ pub fn run(args: ServeArgs) -> Result<()> {
         ..defaults
     };
     let store = ModelStore::from_env();
-    let state = load_state(
-        &store,
-        &entries,
-        &args.engine,
-        &cfg.engine,
-        args.pull,
-        options,
-    )?;
+    let entries: Vec<LocalEntry> = if args.models.is_empty() {
+        local_entries(&cfg)
+    } else {
+        args.models
+            .iter()
+            .map(|m| LocalEntry {
+                name: store
+                    .resolve(m)
+                    .map(|r| r.name)
+                    .unwrap_or_else(|_| m.clone()),
+                source: m.clone(),
+                engine: EngineSection::default(),
+            })
+            .collect()
+    };
+    if entries.is_empty() {
+        bail!("no local models to serve");
+    }
+    let (chat, embed) = load_models(&store, &entries, &args.engine, &cfg.engine, args.pull)?;
+    let mut cfg_label = cfg_label;
+    if !args.models.is_empty() {
+        cfg_label = "--model (local models, no routing rules)".to_string();
+        let chat_names: Vec<String> = chat.iter().map(|e| e.info().name.clone()).collect();
+        let embed_names: Vec<String> = embed.iter().map(|m| m.name.clone()).collect();
+        let server = cfg.server.clone();
+        cfg = Runtime::local_only_config(&chat_names, &embed_names);
+        cfg.server = server;
+    }
+    let ledger = open_ledger(args.ledger.as_deref().or(cfg.server.ledger.as_deref()))?;
+    let state = AppState::with_config(chat, embed, options, cfg, ledger)
+        .map_err(|(e, ..)| anyhow::anyhow!("configuration ({cfg_label}): {e}"))?;
     let state = Arc::new(state);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .context("starting the async runtime")?;
+    let watch = if args.models.is_empty() {
+        args.config.clone()
+    } else {
+        None
+    };
     rt.block_on(async move {
         let listener = tokio::net::TcpListener::bind((host.as_str(), port))
             .await
             .with_context(|| format!("binding {host}:{port}"))?;
         let addr = listener.local_addr()?;
+        if let Some(path) = watch {
+            tandem_server::reload::spawn_watcher(
+                state.clone(),
+                path,
+                std::time::Duration::from_secs(1),
+            );
+        }
         // Machine-readable line for scripts and tests that start with --port 0.
         println!("listening on http://{addr}");
         eprintln!(
-            "tandem serving {} on http://{addr}",
+            "tandem serving {} on http://{addr} (configuration: {cfg_label})",
             state.model_ids().join(", ")
         );
+        let ledger = state.ledger.clone();
         tandem_server::serve(listener, state, shutdown_signal()).await?;
+        if let Some(l) = ledger
+            && let Err(e) = l.flush()
+        {
+            tracing::warn!(error = %e, "ledger flush at shutdown failed");
+        }
         Ok::<(), anyhow::Error>(())
     })
 }

@@ -33,24 +33,53 @@ pub fn engine_config(name: &str) -> EngineConfig {
     c
 }
 
+/// The real SmolLM2 engine, loaded once per test binary.
+pub fn engine() -> Engine {
+    static ENGINE: OnceLock<Engine> = OnceLock::new();
+    ENGINE
+        .get_or_init(|| Engine::load(engine_config(CHAT)).expect("load smollm2"))
+        .clone()
+}
+
+/// The real MiniLM, loaded once per test binary.
+pub fn embed_model() -> EmbedModel {
+    static EMBED_MODEL: OnceLock<EmbedModel> = OnceLock::new();
+    EMBED_MODEL
+        .get_or_init(|| EmbedModel {
+            name: EMBED.into(),
+            embedder: Arc::new(Embedder::load(&resolve(EMBED)).expect("load minilm")),
+            loaded_at: 1,
+        })
+        .clone()
+}
+
 /// One engine + embedder per test binary.
 pub fn state() -> Arc<AppState> {
     static STATE: OnceLock<Arc<AppState>> = OnceLock::new();
     STATE
         .get_or_init(|| {
-            let engine = Engine::load(engine_config(CHAT)).expect("load smollm2");
-            let embedder = Embedder::load(&resolve(EMBED)).expect("load minilm");
             Arc::new(AppState::new(
-                vec![engine],
-                vec![EmbedModel {
-                    name: EMBED.into(),
-                    embedder: Arc::new(embedder),
-                    loaded_at: 1,
-                }],
+                vec![engine()],
+                vec![embed_model()],
                 ServerOptions::default(),
             ))
         })
         .clone()
+}
+
+/// A state over the shared models with a routing configuration (YAML) and a ledger.
+pub fn routed_state(yaml: &str, ledger: Option<tandem_ledger::Ledger>) -> Arc<AppState> {
+    let cfg = tandem_policy::config::parse(yaml).unwrap_or_else(|e| panic!("{e}"));
+    match AppState::with_config(
+        vec![engine()],
+        vec![embed_model()],
+        ServerOptions::default(),
+        cfg,
+        ledger,
+    ) {
+        Ok(s) => Arc::new(s),
+        Err((e, ..)) => panic!("{e}"),
+    }
 }
 
 /// Serve `state` on a fresh loopback port for the current test's runtime.

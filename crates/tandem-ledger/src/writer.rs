@@ -1,0 +1,152 @@
+//! The background writer thread.
+
+use std::sync::atomic::Ordering;
+
+use crossbeam_channel::{Receiver, Sender};
+use rusqlite::{Connection, Statement, TransactionBehavior, params};
+
+use crate::{Counters, LedgerRecord, MAX_BATCH, Msg};
+
+/// The record columns, in [`LedgerRecord`] field order (shared with the queries).
+pub(crate) const COLUMNS: &str = "id, ts_ms, tenant, key_id, endpoint, requested_model, route, \
+    reasons, category, action, models_called, answered_by, local, escalated, confidence, \
+    prompt_tokens, completion_tokens, remote_prompt_tokens, remote_completion_tokens, cost_usd, \
+    baseline_cost_usd, ttft_ms, total_ms, overhead_ms, pii_kinds, pii_action, left_machine, \
+    sent_out, status, error";
+
+const INSERT: &str = "INSERT INTO requests (id, ts_ms, tenant, key_id, endpoint, \
+    requested_model, route, reasons, category, action, models_called, answered_by, local, \
+    escalated, confidence, prompt_tokens, completion_tokens, remote_prompt_tokens, \
+    remote_completion_tokens, cost_usd, baseline_cost_usd, ttft_ms, total_ms, overhead_ms, \
+    pii_kinds, pii_action, left_machine, sent_out, status, error) VALUES (?1, ?2, ?3, ?4, ?5, \
+    ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, \
+    ?25, ?26, ?27, ?28, ?29, ?30)";
+
+/// Runs until `Shutdown` arrives or every sender is gone.
+pub(crate) fn run(mut conn: Connection, rx: Receiver<Msg>, counters: &Counters) {
+    let mut batch: Vec<LedgerRecord> = Vec::with_capacity(MAX_BATCH);
+    let mut acks: Vec<Sender<()>> = Vec::new();
+    while let Ok(first) = rx.recv() {
+        let mut shutdown = false;
+        let mut next = Some(first);
+        // Take whatever is queued, up to a batch; stop at a flush so that it is answered soon.
+        while let Some(msg) = next {
+            match msg {
+                Msg::Record(r) => batch.push(*r),
+                Msg::Flush(ack) => {
+                    acks.push(ack);
+                    break;
+                }
+                Msg::Shutdown => {
+                    shutdown = true;
+                    break;
+                }
+            }
+            if batch.len() >= MAX_BATCH {
+                break;
+            }
+            next = rx.try_recv().ok();
+        }
+        write_batch(&mut conn, &batch, counters);
+        batch.clear();
+        for ack in acks.drain(..) {
+            let _ = ack.send(());
+        }
+        if shutdown {
+            break;
+        }
+    }
+    if let Err((_, e)) = conn.close() {
+        tracing::warn!(error = %e, "ledger: closing the database failed");
+    }
+}
+
+/// Writes `batch` in one transaction. Failures are logged and counted, never fatal.
+fn write_batch(conn: &mut Connection, batch: &[LedgerRecord], counters: &Counters) {
+    if batch.is_empty() {
+        return;
+    }
+    let result = (|| -> rusqlite::Result<(u64, u64)> {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let (mut ok, mut failed) = (0u64, 0u64);
+        {
+            let mut stmt = tx.prepare_cached(INSERT)?;
+            for r in batch {
+                // A failing row (say a constraint) is undone alone; the others still commit.
+                match insert(&mut stmt, r) {
+                    Ok(()) => ok += 1,
+                    // Some errors (disk full, I/O) roll the whole transaction back: give up.
+                    Err(e) if tx.is_autocommit() => return Err(e),
+                    Err(e) => {
+                        failed += 1;
+                        tracing::error!(id = %r.id, error = %e, "ledger: cannot write record");
+                    }
+                }
+            }
+        }
+        tx.commit()?;
+        Ok((ok, failed))
+    })();
+    match result {
+        Ok((ok, failed)) => {
+            counters.written.fetch_add(ok, Ordering::Relaxed);
+            counters.write_errors.fetch_add(failed, Ordering::Relaxed);
+        }
+        Err(e) => {
+            counters
+                .write_errors
+                .fetch_add(batch.len() as u64, Ordering::Relaxed);
+            tracing::error!(
+                records = batch.len(),
+                error = %e,
+                "ledger: cannot write a batch of records"
+            );
+        }
+    }
+}
+
+fn insert(stmt: &mut Statement<'_>, r: &LedgerRecord) -> rusqlite::Result<()> {
+    let sent_out = r.sent_out.as_ref().map(to_json).transpose()?;
+    stmt.execute(params![
+        r.id,
+        r.ts_ms,
+        r.tenant,
+        r.key_id,
+        r.endpoint,
+        r.requested_model,
+        r.route,
+        to_json(&r.reasons)?,
+        r.category,
+        r.action,
+        to_json(&r.models_called)?,
+        r.answered_by,
+        r.local,
+        r.escalated,
+        r.confidence.filter(|c| !c.is_nan()),
+        r.prompt_tokens,
+        r.completion_tokens,
+        r.remote_prompt_tokens,
+        r.remote_completion_tokens,
+        not_nan(r.cost_usd),
+        not_nan(r.baseline_cost_usd),
+        r.ttft_ms.filter(|t| !t.is_nan()),
+        not_nan(r.total_ms),
+        not_nan(r.overhead_ms),
+        to_json(&r.pii_kinds)?,
+        r.pii_action,
+        r.left_machine,
+        sent_out,
+        r.status,
+        r.error,
+    ])?;
+    Ok(())
+}
+
+/// SQLite turns NaN into NULL, which a NOT NULL column refuses: store 0 instead.
+fn not_nan(x: f64) -> f64 {
+    if x.is_nan() { 0.0 } else { x }
+}
+
+fn to_json<T: serde::Serialize + ?Sized>(v: &T) -> rusqlite::Result<String> {
+    serde_json::to_string(v).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))
+}

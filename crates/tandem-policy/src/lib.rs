@@ -1,0 +1,13 @@
+//! Tandem's routing policy: the validated `tandem.yaml` ([`config`]), the ordered rules and
+//! the decision procedure ([`rules`]), the task classifier ([`classify`]), the PII guard
+//! ([`pii`]) and cascade confidence scoring ([`cascade`]). No I/O: callers hand in text,
+//! token counters and an embedding function, and get decisions with their reasons.
+
+pub mod cascade;
+pub mod classify;
+pub mod config;
+pub mod pii;
+pub mod rules;
+
+pub use config::{Config, ConfigError, ConfigIssue, ModelSpec, PiiAction, Price};
+pub use rules::{Action, Decision, Facts, RouteError, RouteRequest};

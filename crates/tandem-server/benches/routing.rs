@@ -1,0 +1,262 @@
+//! Routing benchmarks (run: `cargo bench -p tandem-server --bench routing`; see
+//! docs/benchmarks.md). Each prints its numbers and a ratio against a named baseline measured
+//! in the same run:
+//!
+//! 1. rule-only decision (the default policy with the category already known, so only rule
+//!    evaluation is timed) — baseline: the budget of 50 µs p99;
+//! 2. PII detection on the same messages — baseline: the rule-only decision;
+//! 3. the task classifier with the real MiniLM over the held-out set — baseline: 10 ms p99;
+//! 4. gateway overhead: open-loop load at a fixed rate over loopback against a fast scripted
+//!    upstream, once directly and once through Tandem — baseline: the direct call.
+#![allow(clippy::unwrap_used)]
+
+use axum::routing::post;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tandem_policy::classify::{Classification, Classifier};
+use tandem_policy::config::{self, DEFAULT_CONFIG};
+use tandem_policy::pii::Detector;
+use tandem_policy::{Facts, RouteRequest};
+use tandem_server::runtime::EmbedAdapter;
+use tandem_server::{AppState, ServerOptions};
+use tandem_types::openai::ChatMessage;
+
+fn pct(v: &mut [f64], p: f64) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let i = ((p / 100.0) * v.len() as f64).ceil() as usize;
+    v[i.clamp(1, v.len()) - 1]
+}
+
+fn summary(name: &str, v: &mut [f64], unit: &str) -> (f64, f64) {
+    let p50 = pct(v, 50.0);
+    let p99 = pct(v, 99.0);
+    println!(
+        "{name:<44} n={:<7} p50 {p50:>9.3} {unit}  p99 {p99:>9.3} {unit}",
+        v.len()
+    );
+    (p50, p99)
+}
+
+fn texts() -> Vec<String> {
+    let eval = include_str!("../../tandem-policy/data/classify-eval.jsonl");
+    eval.lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| v["text"].as_str().map(str::to_string))
+        .collect()
+}
+
+fn decisions(texts: &[String]) -> f64 {
+    let cfg = config::parse(DEFAULT_CONFIG).unwrap();
+    let cats = [
+        "code",
+        "regulated",
+        "general",
+        "knowledge_base",
+        "summarization",
+        "customer_chat",
+    ];
+    let detector = Detector::new();
+    let msgs: Vec<Vec<ChatMessage>> = texts
+        .iter()
+        .map(|t| {
+            vec![ChatMessage {
+                role: "user".into(),
+                content: t.clone(),
+                name: None,
+            }]
+        })
+        .collect();
+    let pii: Vec<_> = texts.iter().map(|t| detector.detect(t)).collect();
+    let mut times = Vec::new();
+    for round in 0..200 {
+        for (i, m) in msgs.iter().enumerate() {
+            let cat = cats[(i + round) % cats.len()];
+            let count = || 40usize;
+            let classify = || {
+                Some(Classification {
+                    category: cat.into(),
+                    score: 0.8,
+                    method: "embedding",
+                    matched: None,
+                    scores: Vec::new(),
+                })
+            };
+            let t = Instant::now();
+            let facts = Facts::new(&count, &classify);
+            let rr = RouteRequest {
+                requested_model: "auto",
+                messages: m,
+                headers: &[],
+                api_key: None,
+                tenant: None,
+                latency_budget_ms: None,
+                pii: &pii[i],
+            };
+            let d = cfg.decide(&rr, &facts).unwrap();
+            std::hint::black_box(d);
+            times.push(t.elapsed().as_secs_f64() * 1e6);
+        }
+    }
+    let (_, p99) = summary("rule-only decision (default policy)", &mut times, "µs");
+    println!("  ratio p99 / 50 µs budget: {:.3}", p99 / 50.0);
+    let mut ptimes = Vec::new();
+    for _ in 0..50 {
+        for t in texts {
+            let s = Instant::now();
+            std::hint::black_box(detector.detect(t));
+            ptimes.push(s.elapsed().as_secs_f64() * 1e6);
+        }
+    }
+    let (_, pp99) = summary(
+        "PII detection (all 9 kinds, same messages)",
+        &mut ptimes,
+        "µs",
+    );
+    println!("  ratio p99 / rule-only decision p99: {:.2}", pp99 / p99);
+    p99
+}
+
+fn classifier(texts: &[String]) {
+    let store = tandem_models::ModelStore::from_env();
+    let Ok(m) = store.resolve("minilm-l6") else {
+        println!("classifier: minilm-l6 not pulled; skipped");
+        return;
+    };
+    let emb = Arc::new(tandem_embed::Embedder::load(&m.path).unwrap());
+    let c = Classifier::new(&Default::default(), Arc::new(EmbedAdapter(emb)), None).unwrap();
+    for t in texts.iter().take(20) {
+        c.classify(t).unwrap();
+    }
+    let mut times = Vec::new();
+    for _ in 0..3 {
+        for t in texts {
+            let s = Instant::now();
+            std::hint::black_box(c.classify(t).unwrap());
+            times.push(s.elapsed().as_secs_f64() * 1e3);
+        }
+    }
+    let (_, p99) = summary("classifier (MiniLM, held-out set)", &mut times, "ms");
+    println!("  ratio p99 / 10 ms budget: {:.3}", p99 / 10.0);
+}
+
+const COMPLETION: &str = r#"{"id":"chatcmpl-x","object":"chat.completion","created":1,"model":"fast","choices":[{"index":0,"message":{"role":"assistant","content":"ok"},"finish_reason":"stop"}],"usage":{"prompt_tokens":5,"completion_tokens":1,"total_tokens":6}}"#;
+
+async fn load(url: String, rate: f64, secs: f64, body: serde_json::Value) -> (Vec<f64>, usize) {
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(512)
+        .build()
+        .unwrap();
+    let n = (rate * secs) as usize;
+    let interval = Duration::from_secs_f64(1.0 / rate);
+    let start = tokio::time::Instant::now();
+    let mut handles = Vec::with_capacity(n);
+    for i in 0..n {
+        tokio::time::sleep_until(start + interval * i as u32).await;
+        let c = client.clone();
+        let u = url.clone();
+        let b = body.clone();
+        handles.push(tokio::spawn(async move {
+            let t = Instant::now();
+            let r = c.post(&u).json(&b).send().await;
+            let ok = match r {
+                Ok(r) => r.status().is_success() && r.bytes().await.is_ok(),
+                Err(_) => false,
+            };
+            (t.elapsed().as_secs_f64() * 1e3, ok)
+        }));
+    }
+    let mut lat = Vec::with_capacity(n);
+    let mut errors = 0;
+    for h in handles {
+        let (l, ok) = h.await.unwrap();
+        if ok {
+            lat.push(l);
+        } else {
+            errors += 1;
+        }
+    }
+    (lat, errors)
+}
+
+async fn gateway(rate: f64, secs: f64) {
+    // A fast upstream: a fixed completion, no work.
+    let app = axum::Router::new().route(
+        "/v1/chat/completions",
+        post(|| async { ([("content-type", "application/json")], COMPLETION) }),
+    );
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let up = format!("http://{}", l.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(l, app).await });
+    let yaml = format!(
+        "models:\n  - name: fast\n    provider: openai\n    base_url: {up}/v1\n    retries: 0\npolicy:\n  llm_model: fast\nroutes:\n  - name: budget\n    when: {{latency_budget_ms: {{max: 100}}}}\n    then: {{model: fast}}\n  - name: kw\n    when: {{keywords: [invoice, 帳單]}}\n    then: {{model: fast}}\n  - name: default\n    then: {{model: fast}}\n"
+    );
+    let cfg = config::parse(&yaml).unwrap();
+    let state =
+        match AppState::with_config(Vec::new(), Vec::new(), ServerOptions::default(), cfg, None) {
+            Ok(s) => Arc::new(s),
+            Err((e, ..)) => panic!("{e}"),
+        };
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let gw = format!("http://{}", l.local_addr().unwrap());
+    tokio::spawn(tandem_server::serve(l, state, std::future::pending()));
+    let body = serde_json::json!({"model": "auto", "messages": [{"role": "user", "content": "Hello, what is the status of my order 12345?"}]});
+    let direct_body = serde_json::json!({"model": "fast", "messages": [{"role": "user", "content": "Hello, what is the status of my order 12345?"}]});
+    // Warm up both paths.
+    load(
+        format!("{up}/v1/chat/completions"),
+        200.0,
+        1.0,
+        direct_body.clone(),
+    )
+    .await;
+    load(
+        format!("{gw}/v1/chat/completions"),
+        200.0,
+        1.0,
+        body.clone(),
+    )
+    .await;
+    let (mut d, de) = load(format!("{up}/v1/chat/completions"), rate, secs, direct_body).await;
+    let (mut g, ge) = load(format!("{gw}/v1/chat/completions"), rate, secs, body).await;
+    println!(
+        "open-loop {rate} requests/s for {secs} s, loopback, one process (client, gateway, upstream share 2 cores)"
+    );
+    let (d50, d99) = summary("  direct to upstream (baseline)", &mut d, "ms");
+    let (g50, g99) = summary("  through Tandem", &mut g, "ms");
+    println!("  errors: direct {de}, gateway {ge}");
+    println!(
+        "  overhead p50 {:.3} ms, p99 {:.3} ms; ratio p99 gateway/direct {:.2}",
+        g50 - d50,
+        g99 - d99,
+        g99 / d99
+    );
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let rate: f64 = std::env::var("BENCH_RATE")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(2000.0);
+    let secs: f64 = std::env::var("BENCH_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(5.0);
+    let only = args.iter().skip(1).find(|a| !a.starts_with('-')).cloned();
+    let texts = texts();
+    let run = |name: &str| only.as_deref().is_none_or(|o| name.contains(o));
+    if run("decision") {
+        decisions(&texts);
+    }
+    if run("classifier") {
+        classifier(&texts);
+    }
+    if run("gateway") {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(gateway(rate, secs));
+    }
+}

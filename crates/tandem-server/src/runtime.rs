@@ -1,0 +1,255 @@
+//! The routing runtime: a validated configuration together with what it needs to run —
+//! remote upstream clients, the task classifier, the PII detector. Built once at start and
+//! again on every reload; the server swaps it atomically, so a request sees one
+//! configuration from start to end and a failed reload changes nothing.
+
+use crate::state::EmbedModel;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tandem_embed::Embedder;
+use tandem_engine::Engine;
+use tandem_policy::classify::{Classifier, TextEmbedder};
+use tandem_policy::config::{ModelSource, Provider, RemoteModel};
+use tandem_policy::pii::Detector;
+use tandem_policy::{Action, Config};
+use tandem_providers::{ProviderKind, Secret, Upstream, UpstreamConfig};
+
+/// [`TextEmbedder`] over a loaded MiniLM.
+pub struct EmbedAdapter(pub Arc<Embedder>);
+
+impl TextEmbedder for EmbedAdapter {
+    fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, String> {
+        self.0
+            .embed(texts)
+            .map(|o| o.vectors)
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// A remote model's client, with the settings it was built from (to reuse it across reloads
+/// when they do not change, keeping its circuit-breaker state).
+pub struct RemoteEntry {
+    /// Settings.
+    pub spec: RemoteModel,
+    /// Client.
+    pub upstream: Arc<Upstream>,
+}
+
+/// Everything a request needs from the configuration.
+pub struct Runtime {
+    /// The validated configuration.
+    pub config: Config,
+    /// Remote models by name.
+    pub remotes: BTreeMap<String, RemoteEntry>,
+    /// Task classifier.
+    pub classifier: Arc<Classifier>,
+    /// PII detector for the configured kinds.
+    pub detector: Detector,
+    /// Some rule looks at the task category (decisions then run off the async threads).
+    pub needs_category: bool,
+    /// Reload counter (0 for the first configuration).
+    pub generation: u64,
+}
+
+/// Upstream client settings from a remote model's configuration.
+pub fn upstream_config(name: &str, r: &RemoteModel) -> UpstreamConfig {
+    let kind = match r.provider {
+        Provider::OpenAi => ProviderKind::OpenAi,
+        Provider::Anthropic => ProviderKind::Anthropic,
+    };
+    let mut c = UpstreamConfig::new(name, kind, &r.base_url, &r.model);
+    c.api_key = r.api_key.as_ref().map(|k| Secret::new(k.expose()));
+    c.headers = r
+        .headers
+        .iter()
+        .map(|(k, v)| (k.clone(), v.expose().to_string()))
+        .collect();
+    if let Some(ms) = r.timeout_ms {
+        c.request_timeout = Duration::from_millis(ms);
+    }
+    if let Some(ms) = r.connect_timeout_ms {
+        c.connect_timeout = Duration::from_millis(ms);
+    }
+    if let Some(ms) = r.idle_timeout_ms {
+        c.idle_timeout = Duration::from_millis(ms);
+    }
+    if let Some(n) = r.retries {
+        c.max_retries = n;
+    }
+    if let Some(n) = r.breaker_failures {
+        c.breaker_failures = n;
+    }
+    if let Some(ms) = r.breaker_cooldown_ms {
+        c.breaker_cooldown = Duration::from_millis(ms);
+    }
+    if let Some(n) = r.default_max_tokens {
+        c.anthropic_max_tokens = n;
+    }
+    c
+}
+
+impl Runtime {
+    /// Build the runtime for `config` over the loaded models. Fails (with every reason) when
+    /// the configuration needs a local model that is not loaded or uses a model for a job
+    /// it cannot do. `previous` lets a reload keep upstream clients and classifier vectors.
+    pub fn build(
+        config: Config,
+        chat: &BTreeMap<String, Engine>,
+        embed: &BTreeMap<String, EmbedModel>,
+        previous: Option<&Runtime>,
+    ) -> Result<Runtime, String> {
+        Self::build_inner(config, chat, embed, previous, true)
+    }
+
+    /// A runtime for deciding only (`tandem route --explain`): local chat models that are not
+    /// loaded are taken as they are configured.
+    pub fn for_decisions(
+        config: Config,
+        chat: &BTreeMap<String, Engine>,
+        embed: &BTreeMap<String, EmbedModel>,
+    ) -> Result<Runtime, String> {
+        Self::build_inner(config, chat, embed, None, false)
+    }
+
+    fn build_inner(
+        config: Config,
+        chat: &BTreeMap<String, Engine>,
+        embed: &BTreeMap<String, EmbedModel>,
+        previous: Option<&Runtime>,
+        strict: bool,
+    ) -> Result<Runtime, String> {
+        let mut problems = Vec::new();
+        for m in &config.models {
+            if !strict {
+                break;
+            }
+            if let ModelSource::Local { source, .. } = &m.source
+                && !chat.contains_key(&m.name)
+                && !embed.contains_key(&m.name)
+            {
+                problems.push(format!(
+                    "local model `{}` ({source}) is not loaded; new local models need a restart",
+                    m.name
+                ));
+            }
+        }
+        let is_chat = |name: &str| {
+            chat.contains_key(name)
+                || config.model(name).is_some_and(|m| !m.is_local())
+                || (!strict && !embed.contains_key(name))
+        };
+        let mut check_chat = |name: &str, what: &str| {
+            if config.model(name).is_some() && !is_chat(name) {
+                problems.push(format!("{what}: `{name}` is not a chat model"));
+            }
+        };
+        if let Some(m) = &config.local_model {
+            check_chat(m, "policy.local_model");
+        }
+        if let Some(m) = &config.llm_model {
+            check_chat(m, "policy.llm_model");
+        }
+        for r in &config.routes {
+            match &r.action {
+                Action::Model { model } => check_chat(model, &format!("route `{}`", r.name)),
+                Action::Cascade(c) => {
+                    check_chat(&c.slm, &format!("route `{}` cascade.slm", r.name));
+                    check_chat(&c.llm, &format!("route `{}` cascade.llm", r.name));
+                }
+                Action::Reject { .. } => {}
+            }
+        }
+        for (alias, target) in &config.aliases {
+            if let Some(t) = target {
+                check_chat(t, &format!("alias `{alias}`"));
+            }
+        }
+        let mut remotes = BTreeMap::new();
+        for m in &config.models {
+            if let ModelSource::Remote(r) = &m.source {
+                let reused = previous
+                    .and_then(|p| p.remotes.get(&m.name))
+                    .filter(|e| e.spec == *r)
+                    .map(|e| e.upstream.clone());
+                let upstream = match reused {
+                    Some(u) => u,
+                    None => match Upstream::new(upstream_config(&m.name, r)) {
+                        Ok(u) => Arc::new(u),
+                        Err(e) => {
+                            problems.push(format!("model `{}`: {e}", m.name));
+                            continue;
+                        }
+                    },
+                };
+                remotes.insert(
+                    m.name.clone(),
+                    RemoteEntry {
+                        spec: r.clone(),
+                        upstream,
+                    },
+                );
+            }
+        }
+        let classifier = match &config.embedding_model {
+            Some(name) => match embed.get(name) {
+                Some(e) => {
+                    let adapter: Arc<dyn TextEmbedder> = Arc::new(EmbedAdapter(e.embedder.clone()));
+                    Classifier::new(
+                        &config.classifier,
+                        adapter,
+                        previous.map(|p| p.classifier.as_ref()),
+                    )
+                    .map_err(|e| format!("classifier: {e}"))
+                }
+                None => Err(format!(
+                    "policy.classifier.embedding_model `{name}` is not a loaded embedding model"
+                )),
+            },
+            None => Classifier::keywords_only(&config.classifier)
+                .map_err(|e| format!("classifier: {e}")),
+        };
+        let classifier = match classifier {
+            Ok(c) => Some(Arc::new(c)),
+            Err(e) => {
+                problems.push(e);
+                None
+            }
+        };
+        if !problems.is_empty() {
+            return Err(problems.join("; "));
+        }
+        let Some(classifier) = classifier else {
+            return Err("classifier could not be built".into());
+        };
+        let needs_category = config.routes.iter().any(|r| r.needs_category);
+        let detector = Detector::with_kinds(&config.pii_kinds);
+        Ok(Runtime {
+            config,
+            remotes,
+            classifier,
+            detector,
+            needs_category,
+            generation: previous.map(|p| p.generation + 1).unwrap_or(0),
+        })
+    }
+
+    /// A configuration serving exactly the loaded models, without routing rules: `auto`
+    /// goes to the first chat model. Used when no configuration file is given.
+    pub fn local_only_config(chat: &[String], embed: &[String]) -> Config {
+        let mut y = String::from("models:\n");
+        for n in chat.iter().chain(embed) {
+            let q = serde_json::to_string(n).unwrap_or_default();
+            y.push_str(&format!("  - name: {q}\n    local: {q}\n"));
+        }
+        if let Some(first) = chat.first() {
+            let q = serde_json::to_string(first).unwrap_or_default();
+            y.push_str(&format!("policy:\n  local_model: {q}\n"));
+        }
+        tandem_policy::config::parse_with_env(&y, &|_| None).unwrap_or_else(|e| {
+            // Names are quoted, so this only fails on an internal bug.
+            tracing::error!(error = %e, "generated configuration did not validate");
+            Config::empty()
+        })
+    }
+}
