@@ -3,19 +3,20 @@
 use std::path::Path;
 use std::time::Instant;
 
-use candle_core::{DType, Device, IndexOp, Tensor};
+use candle_core::{DType, Device};
 use candle_nn::VarBuilder;
-use candle_transformers::models::bert::{BertModel, Config as BertConfig};
+use candle_transformers::models::bert::Config as BertConfig;
 use serde::Deserialize;
 use tokenizers::Tokenizer;
 
 use crate::error::EmbedError;
+use crate::forward::Bert;
 
 /// Most inputs run through the model in one forward pass.
 const MAX_BATCH_SIZE: usize = 32;
 
-/// Most padded tokens (batch size × longest input) in one forward pass. Bounds the memory
-/// used by attention scores when long inputs are batched together.
+/// Most tokens (batch size × longest input) in one forward pass. Bounds the memory used
+/// by the activations when long inputs are batched together.
 const MAX_BATCH_TOKENS: usize = 8192;
 
 /// Word used at load time to find out which special tokens the tokenizer's post-processor
@@ -63,11 +64,10 @@ struct PoolingConfig {
 ///
 /// Cheap to share: wrap it in an `Arc` and call it from any thread.
 pub struct Embedder {
-    model: BertModel,
+    model: Bert,
     tokenizer: Tokenizer,
     config: BertConfig,
     pooling: Pooling,
-    device: Device,
     /// Special tokens the tokenizer puts before a single sequence (`[CLS]`).
     special_prefix: Vec<u32>,
     /// Special tokens the tokenizer puts after a single sequence (`[SEP]`).
@@ -88,7 +88,8 @@ impl std::fmt::Debug for Embedder {
 
 impl Embedder {
     /// Loads the model from `dir` (see the crate documentation for the expected files) onto
-    /// the CPU, in f32. The weights are memory-mapped.
+    /// the CPU, in f32. The weights are read through a memory map and packed once into the
+    /// layout the forward pass uses.
     ///
     /// The tokenizer's own truncation and padding settings are switched off: the embedder
     /// pads batches itself and rejects over-long inputs.
@@ -140,14 +141,13 @@ impl Embedder {
                      with no prefix, `bert.` and `model.`)",
                 )
             })?;
-        let model = BertModel::load(vb, &config).map_err(|e| EmbedError::load(&weights_path, e))?;
+        let model = Bert::load(&vb, &config).map_err(|e| EmbedError::load(&weights_path, e))?;
 
         let embedder = Self {
             model,
             tokenizer,
             config,
             pooling,
-            device,
             special_prefix,
             special_suffix,
         };
@@ -337,42 +337,35 @@ impl Embedder {
         })
     }
 
-    /// One forward pass over `seqs` (non-empty sequences), right-padded to the longest.
+    /// One forward pass over `seqs` (non-empty sequences of valid ids, each no longer than
+    /// [`max_tokens`](Self::max_tokens)); no padding is involved.
     fn forward_batch(&self, seqs: &[&[u32]]) -> Result<Vec<Vec<f32>>, EmbedError> {
-        let batch = seqs.len();
-        let len = seqs.iter().map(|s| s.len()).max().unwrap_or(0);
-        let pad = u32::try_from(self.config.pad_token_id).unwrap_or(0);
-
-        let mut ids = Vec::with_capacity(batch * len);
-        let mut mask = Vec::with_capacity(batch * len);
+        let dim = self.dim();
+        let hidden = self.model.forward(seqs)?;
+        let mut vectors = Vec::with_capacity(seqs.len());
+        let mut offset = 0;
         for seq in seqs {
-            let padding = len - seq.len();
-            ids.extend_from_slice(seq);
-            ids.extend(std::iter::repeat_n(pad, padding));
-            mask.extend(std::iter::repeat_n(1u32, seq.len()));
-            mask.extend(std::iter::repeat_n(0u32, padding));
+            let states = &hidden[offset * dim..(offset + seq.len()) * dim];
+            offset += seq.len();
+            let mut pooled = match self.pooling {
+                Pooling::Mean => {
+                    let mut sum = vec![0.0f32; dim];
+                    for row in states.chunks_exact(dim) {
+                        for (s, &v) in sum.iter_mut().zip(row) {
+                            *s += v;
+                        }
+                    }
+                    let count = (seq.len() as f32).max(1e-9);
+                    sum.iter_mut().for_each(|s| *s /= count);
+                    sum
+                }
+                Pooling::Cls => states[..dim].to_vec(),
+            };
+            let norm = pooled.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12);
+            pooled.iter_mut().for_each(|v| *v /= norm);
+            vectors.push(pooled);
         }
-        let ids = Tensor::from_vec(ids, (batch, len), &self.device)?;
-        let mask = Tensor::from_vec(mask, (batch, len), &self.device)?;
-        let token_types = ids.zeros_like()?;
-
-        // (batch, len, hidden)
-        let hidden = self.model.forward(&ids, &token_types, Some(&mask))?;
-        let pooled = match self.pooling {
-            Pooling::Mean => {
-                let weights = mask.to_dtype(DType::F32)?.unsqueeze(2)?; // (batch, len, 1)
-                let summed = hidden.broadcast_mul(&weights)?.sum(1)?; // (batch, hidden)
-                let counts = weights.sum(1)?.clamp(1e-9f32, f32::MAX)?; // (batch, 1)
-                summed.broadcast_div(&counts)?
-            }
-            Pooling::Cls => hidden.i((.., 0))?.contiguous()?,
-        };
-        let norms = pooled
-            .sqr()?
-            .sum_keepdim(1)?
-            .sqrt()?
-            .clamp(1e-12f32, f32::MAX)?;
-        Ok(pooled.broadcast_div(&norms)?.to_vec2::<f32>()?)
+        Ok(vectors)
     }
 }
 

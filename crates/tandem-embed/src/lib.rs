@@ -1,4 +1,6 @@
-//! Sentence embeddings for Tandem, computed on the CPU with [candle].
+//! Sentence embeddings for Tandem, computed on the CPU by a hand-written BERT forward pass
+//! over weights loaded with [candle] (weights are packed once at load time, so short
+//! inputs cost little more than streaming the weights once).
 //!
 //! The crate runs BERT-style [sentence-transformers] models — primarily
 //! `all-MiniLM-L6-v2` (384 dimensions) — from a local directory holding:
@@ -13,9 +15,10 @@
 //! Embeddings are the pooled last hidden states, L2-normalised, so the dot product of two
 //! vectors is their cosine similarity.
 //!
-//! Inputs are batched internally: they are grouped by token length, padded to the longest
-//! member of each batch and masked, so a batched result equals (to float rounding) the
-//! result of embedding each input alone, and results always come back in input order.
+//! Inputs are batched internally: they are grouped by token length and their tokens stacked
+//! for the dense layers, while attention runs per input (there is no padding), so a batched
+//! result equals (to float rounding) the result of embedding each input alone, and results
+//! always come back in input order.
 //! Inputs longer than the model's maximum sequence length are rejected with
 //! [`EmbedError::InputTooLong`]; nothing is ever truncated silently.
 //!
@@ -37,6 +40,7 @@
 
 mod embedder;
 mod error;
+mod forward;
 
 pub use embedder::{EmbedOutput, Embedder};
 pub use error::{BoxError, EmbedError};

@@ -139,6 +139,18 @@ fn classifier(texts: &[String]) {
     println!("  ratio p99 / 10 ms budget: {:.3}", p99 / 10.0);
 }
 
+/// Process CPU time (user + system) in seconds, from /proc (Linux; 0 elsewhere).
+fn cpu_secs() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0.0;
+    };
+    // Fields after the command name (which is in parentheses): utime is the 14th, stime the 15th.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|x| x.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
+}
+
 const COMPLETION: &str = r#"{"id":"chatcmpl-x","object":"chat.completion","created":1,"model":"fast","choices":[{"index":0,"message":{"role":"assistant","content":"ok"},"finish_reason":"stop"}],"usage":{"prompt_tokens":5,"completion_tokens":1,"total_tokens":6}}"#;
 
 async fn load(url: String, rate: f64, secs: f64, body: serde_json::Value) -> (Vec<f64>, usize) {
@@ -186,7 +198,13 @@ async fn gateway(rate: f64, secs: f64) {
     );
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let up = format!("http://{}", l.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(l, app).await });
+    tokio::spawn(async move {
+        use axum::serve::ListenerExt;
+        let l = l.tap_io(|t| {
+            let _ = t.set_nodelay(true);
+        });
+        axum::serve(l, app).await
+    });
     let yaml = format!(
         "models:\n  - name: fast\n    provider: openai\n    base_url: {up}/v1\n    retries: 0\npolicy:\n  llm_model: fast\nroutes:\n  - name: budget\n    when: {{latency_budget_ms: {{max: 100}}}}\n    then: {{model: fast}}\n  - name: kw\n    when: {{keywords: [invoice, 帳單]}}\n    then: {{model: fast}}\n  - name: default\n    then: {{model: fast}}\n"
     );
@@ -216,14 +234,23 @@ async fn gateway(rate: f64, secs: f64) {
         body.clone(),
     )
     .await;
+    let c0 = cpu_secs();
     let (mut d, de) = load(format!("{up}/v1/chat/completions"), rate, secs, direct_body).await;
+    let c1 = cpu_secs();
     let (mut g, ge) = load(format!("{gw}/v1/chat/completions"), rate, secs, body).await;
+    let c2 = cpu_secs();
+    let per = |c: f64, n: usize| c / n.max(1) as f64 * 1e6;
     println!(
         "open-loop {rate} requests/s for {secs} s, loopback, one process (client, gateway, upstream share 2 cores)"
     );
     let (d50, d99) = summary("  direct to upstream (baseline)", &mut d, "ms");
     let (g50, g99) = summary("  through Tandem", &mut g, "ms");
     println!("  errors: direct {de}, gateway {ge}");
+    let (cd, cg) = (per(c1 - c0, d.len()), per(c2 - c1, g.len()));
+    println!(
+        "  CPU per request (client + servers): direct {cd:.0} µs, through Tandem {cg:.0} µs; Tandem adds {:.0} µs",
+        cg - cd
+    );
     println!(
         "  overhead p50 {:.3} ms, p99 {:.3} ms; ratio p99 gateway/direct {:.2}",
         g50 - d50,

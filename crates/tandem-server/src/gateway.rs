@@ -589,43 +589,30 @@ async fn call_full(ctx: &Ctx, model: &str, req: &ChatRequest) -> Result<ChatComp
     }
 }
 
-/// Call `model` (then its fallbacks), non-streaming. Returns the answer and who gave it.
-async fn run_full(
+/// Try `model`, then its fallbacks, with `call`, moving on only for failures of the model
+/// (not of the request). Returns the result, who gave it and the models that failed before.
+async fn with_fallbacks<T, F, Fut>(
     ctx: &Ctx,
     model: &str,
-    req: &ChatRequest,
-    route: &str,
-    extra: Option<serde_json::Value>,
-) -> Result<(ChatCompletion, String), ApiError> {
+    mut call: F,
+) -> Result<(T, String, Vec<String>), ApiError>
+where
+    F: FnMut(String) -> Fut,
+    Fut: std::future::Future<Output = Result<T, ApiError>>,
+{
     let candidates = chain(&ctx.rt, model);
     let mut last = None;
     for (i, cand) in candidates.iter().enumerate() {
-        match call_full(ctx, cand, req).await {
-            Ok(mut c) => {
-                ctx.acct
-                    .answered(cand, c.usage.prompt_tokens, c.usage.completion_tokens);
-                let mut meta = serde_json::json!({"route": route, "model": cand});
-                if i > 0 {
-                    meta["fallback_from"] = serde_json::json!(candidates[..i]);
-                }
-                if let (Some(serde_json::Value::Object(extra)), Some(obj)) =
-                    (&extra, meta.as_object_mut())
-                {
-                    for (k, v) in extra {
-                        obj.insert(k.clone(), v.clone());
-                    }
-                }
-                c.tandem = Some(meta);
-                return Ok((c, cand.clone()));
-            }
+        match call(cand.clone()).await {
+            Ok(t) => return Ok((t, cand.clone(), candidates[..i].to_vec())),
             Err(e) if worth_falling_back(&e) && i + 1 < candidates.len() => {
-                tracing::warn!(model = %cand, next = %candidates[i + 1], error = %e.message, "falling back");
-                crate::metrics::fallback(cand, &candidates[i + 1]);
+                let next = &candidates[i + 1];
+                tracing::warn!(model = %cand, next = %next, error = %e.message, "falling back");
+                crate::metrics::fallback(cand, next);
                 ctx.acct.with(|r| {
                     r.reasons.push(format!(
-                        "`{cand}` failed ({}); fell back to `{}`",
-                        e.message,
-                        candidates[i + 1]
+                        "`{cand}` failed ({}); fell back to `{next}`",
+                        e.message
                     ))
                 });
                 last = Some(e);
@@ -636,33 +623,44 @@ async fn run_full(
     Err(last.unwrap_or_else(|| ApiError::internal("no model to call")))
 }
 
+/// Call `model` (then its fallbacks), non-streaming. Returns the answer and who gave it.
+async fn run_full(
+    ctx: &Ctx,
+    model: &str,
+    req: &ChatRequest,
+    route: &str,
+    extra: Option<serde_json::Value>,
+) -> Result<(ChatCompletion, String), ApiError> {
+    let (mut c, cand, failed) =
+        with_fallbacks(ctx, model, |m| async move { call_full(ctx, &m, req).await }).await?;
+    ctx.acct
+        .answered(&cand, c.usage.prompt_tokens, c.usage.completion_tokens);
+    let mut meta = serde_json::json!({"route": route, "model": cand});
+    if !failed.is_empty() {
+        meta["fallback_from"] = serde_json::json!(failed);
+    }
+    if let (Some(serde_json::Value::Object(extra)), Some(obj)) = (&extra, meta.as_object_mut()) {
+        for (k, v) in extra {
+            obj.insert(k.clone(), v.clone());
+        }
+    }
+    c.tandem = Some(meta);
+    Ok((c, cand))
+}
+
 /// Call `model` (then its fallbacks before the first byte), streaming.
 async fn run_stream(
     ctx: &Ctx,
     model: &str,
     req: &ChatRequest,
 ) -> Result<(mpsc::Receiver<SsePayload>, String), ApiError> {
-    let candidates = chain(&ctx.rt, model);
-    let mut last = None;
-    for (i, cand) in candidates.iter().enumerate() {
-        match start_stream(ctx, cand, req).await {
-            Ok(rx) => return Ok((rx, cand.clone())),
-            Err(e) if worth_falling_back(&e) && i + 1 < candidates.len() => {
-                tracing::warn!(model = %cand, next = %candidates[i + 1], error = %e.message, "falling back");
-                crate::metrics::fallback(cand, &candidates[i + 1]);
-                ctx.acct.with(|r| {
-                    r.reasons.push(format!(
-                        "`{cand}` failed ({}); fell back to `{}`",
-                        e.message,
-                        candidates[i + 1]
-                    ))
-                });
-                last = Some(e);
-            }
-            Err(e) => return Err(e),
-        }
-    }
-    Err(last.unwrap_or_else(|| ApiError::internal("no model to call")))
+    let (rx, cand, _) = with_fallbacks(
+        ctx,
+        model,
+        |m| async move { start_stream(ctx, &m, req).await },
+    )
+    .await?;
+    Ok((rx, cand))
 }
 
 async fn start_stream(

@@ -41,6 +41,14 @@ pub fn run(args: RouteArgs) -> Result<()> {
     if args.explain.trim().is_empty() {
         bail!("--explain needs a non-empty message");
     }
+    let mut headers = Vec::new();
+    for h in &args.headers {
+        let (k, v) = h
+            .split_once(':')
+            .ok_or_else(|| anyhow!("--header `{h}`: expected `name: value`"))?;
+        headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
+    }
+
     // Load what deciding needs: the classifier's embedding model and the local model whose
     // tokenizer counts prompt tokens. Not the other chat models.
     let wanted: Vec<&str> = [cfg.embedding_model.as_deref(), cfg.fallback_local()]
@@ -65,13 +73,6 @@ pub fn run(args: RouteArgs) -> Result<()> {
     let embed_map: BTreeMap<_, _> = embed.iter().map(|m| (m.name.clone(), m.clone())).collect();
     let token_engine = cfg.fallback_local().and_then(|m| chat_map.get(m)).cloned();
     let rt = Arc::new(Runtime::for_decisions(cfg, &chat_map, &embed_map).map_err(|e| anyhow!(e))?);
-    let mut headers = Vec::new();
-    for h in &args.headers {
-        let (k, v) = h
-            .split_once(':')
-            .ok_or_else(|| anyhow!("--header `{h}`: expected `name: value`"))?;
-        headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
-    }
     let meta = RequestMeta {
         headers,
         start: std::time::Instant::now(),

@@ -245,6 +245,12 @@ fn config_check_reports_each_error_with_its_line() {
     let (ok, out, err) = tandem(&["config", "check", good.to_str().unwrap()]);
     assert!(ok, "{err}");
     assert!(out.contains("ok"), "{out}");
+    let (ok, _, err) = tandem(&["route", "--explain", "hi", "--header", "no-colon"]);
+    assert!(!ok);
+    assert!(err.contains("name: value"), "{err}");
+    let (ok, _, err) = tandem(&["route", "--explain", "  "]);
+    assert!(!ok);
+    assert!(err.contains("non-empty"), "{err}");
     let (ok, _, err) = tandem(&[
         "stats",
         "--ledger",
