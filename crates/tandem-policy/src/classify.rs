@@ -59,13 +59,13 @@
 //!
 //! # Cost
 //!
-//! Rules cost well under a millisecond. Only the first ≈ 190 and last ≈ 60 cost units of
+//! Rules cost well under a millisecond. Only the first ≈ 60 and last ≈ 20 cost units of
 //! the text are embedded (a unit is an ASCII letter, digit or space; punctuation and CJK
-//! characters are 3), i.e. ≈ 45 English words or ≈ 85 CJK characters, so a classification
-//! needs at most one short forward pass of the embedding model, whatever the text length.
-//! On a 2-core AVX2 server MiniLM costs ≈ 13 ms per call plus ≈ 0.75 ms per token (the
-//! fixed part is candle's matrix packing), so an embedded decision takes ≈ 20–35 ms, and
-//! ≈ 60% of requests are decided by rules in ≈ 0.1 ms.
+//! characters are 3), i.e. ≈ 15 English words or ≈ 26 CJK characters — enough to tell the
+//! kind of task, and the same accuracy on the labelled sets as a budget three times larger —
+//! so a classification needs at most one short forward pass of the embedding model,
+//! whatever the text length. ≈ 60% of requests are decided by rules in ≈ 0.1 ms; see
+//! docs/benchmarks.md for the embedded path's latency.
 
 mod builtin;
 mod lexicon;
