@@ -6,24 +6,13 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use tandem_embed::{EmbedError, Embedder};
 
-fn model_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("TANDEM_MINILM_DIR") {
-        return PathBuf::from(dir);
-    }
-    let home = std::env::var_os("TANDEM_HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            let user_home = std::env::var_os("HOME").expect("HOME is not set");
-            PathBuf::from(user_home).join(".cache").join("tandem")
-        });
-    home.join("models").join("minilm-l6")
-}
+mod common;
+use common::model_dir;
 
 fn embedder() -> &'static Arc<Embedder> {
     static EMBEDDER: OnceLock<Arc<Embedder>> = OnceLock::new();

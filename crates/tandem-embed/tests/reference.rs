@@ -8,7 +8,6 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::Instant;
 
@@ -18,18 +17,8 @@ use candle_transformers::models::bert::{BertModel, Config as BertConfig};
 use tandem_embed::Embedder;
 use tokenizers::Tokenizer;
 
-fn model_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("TANDEM_MINILM_DIR") {
-        return PathBuf::from(dir);
-    }
-    let home = std::env::var_os("TANDEM_HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            let user_home = std::env::var_os("HOME").expect("HOME is not set");
-            PathBuf::from(user_home).join(".cache").join("tandem")
-        });
-    home.join("models").join("minilm-l6")
-}
+mod common;
+use common::model_dir;
 
 /// The original candle-based implementation (MiniLM: no prefix, mean pooling).
 struct Reference {

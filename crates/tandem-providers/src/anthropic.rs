@@ -28,7 +28,7 @@ use crate::config::UpstreamConfig;
 use crate::error::ProviderError;
 use crate::sse::SseEvent;
 use crate::stream::{Fault, status_for_error_type};
-use crate::util::{error_body_message, f32_json, random_id, truncate, unix_now};
+use crate::util::{error_body_message, f32_json, json_body, random_id, truncate, unix_now};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use tandem_types::openai::{
@@ -208,15 +208,7 @@ fn fault_of(v: &Value) -> Option<Fault> {
 
 /// Parse a non-streaming Messages response into a chat completion.
 pub(crate) fn parse_message(body: &[u8], cfg: &UpstreamConfig) -> Result<ChatCompletion, Fault> {
-    let v: Value = serde_json::from_slice(body).map_err(|e| {
-        Fault::Protocol(format!(
-            "response is not valid JSON ({e}): {}",
-            truncate(&String::from_utf8_lossy(body), 200)
-        ))
-    })?;
-    if let Some(f) = fault_of(&v) {
-        return Err(f);
-    }
+    let v = json_body(body, fault_of)?;
     let m: WireMessage = serde_json::from_value(v)
         .map_err(|e| Fault::Protocol(format!("unexpected message shape: {e}")))?;
     let text: String = m

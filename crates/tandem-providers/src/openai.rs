@@ -7,7 +7,7 @@
 use crate::config::UpstreamConfig;
 use crate::sse::SseEvent;
 use crate::stream::{Fault, status_for_error_type};
-use crate::util::{error_body_message, f32_json, random_id, truncate, unix_now};
+use crate::util::{error_body_message, f32_json, json_body, random_id, truncate, unix_now};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use tandem_types::openai::{
@@ -269,15 +269,7 @@ fn fault_of(v: &Value) -> Option<Fault> {
 
 /// Parse a non-streaming response body.
 pub(crate) fn parse_completion(body: &[u8], cfg: &UpstreamConfig) -> Result<ChatCompletion, Fault> {
-    let v: Value = serde_json::from_slice(body).map_err(|e| {
-        Fault::Protocol(format!(
-            "response is not valid JSON ({e}): {}",
-            truncate(&String::from_utf8_lossy(body), 200)
-        ))
-    })?;
-    if let Some(f) = fault_of(&v) {
-        return Err(f);
-    }
+    let v = json_body(body, fault_of)?;
     let w: WireCompletion = serde_json::from_value(v)
         .map_err(|e| Fault::Protocol(format!("unexpected chat completion shape: {e}")))?;
     if w.choices.is_empty() {

@@ -107,6 +107,24 @@ pub(crate) fn scrub(s: &str, secret: Option<&str>) -> String {
     }
 }
 
+/// A non-streaming response body as JSON: malformed JSON is a protocol fault, and an error
+/// object the upstream sent with a 200 (recognised by the API's `fault_of`) is its fault.
+pub(crate) fn json_body(
+    body: &[u8],
+    fault_of: fn(&Value) -> Option<crate::stream::Fault>,
+) -> Result<Value, crate::stream::Fault> {
+    let v: Value = serde_json::from_slice(body).map_err(|e| {
+        crate::stream::Fault::Protocol(format!(
+            "response is not valid JSON ({e}): {}",
+            truncate(&String::from_utf8_lossy(body), 200)
+        ))
+    })?;
+    match fault_of(&v) {
+        Some(f) => Err(f),
+        None => Ok(v),
+    }
+}
+
 /// At most `max` characters of `s`, with `…` when cut.
 pub(crate) fn truncate(s: &str, max: usize) -> String {
     match s.char_indices().nth(max) {

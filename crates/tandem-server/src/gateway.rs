@@ -4,7 +4,7 @@
 //! parsed request and its headers and gets back a body (JSON or SSE payloads) plus the
 //! routing headers.
 
-use crate::pipeline::{self, SsePayload, StreamOutcome, new_id};
+use crate::pipeline::{self, SsePayload, StreamOutcome, error_payload, new_id};
 use crate::runtime::Runtime;
 use crate::state::AppState;
 use futures::StreamExt;
@@ -703,12 +703,6 @@ async fn start_stream(
         });
         pipeline::chat_stream(engine, req, &ctx.state.fingerprint, Some(on_done))
     }
-}
-
-fn error_payload(e: &ApiError) -> String {
-    serde_json::to_string(&e.body()).unwrap_or_else(|_| {
-        "{\"error\":{\"message\":\"internal error\",\"type\":\"server_error\",\"param\":null,\"code\":null}}".into()
-    })
 }
 
 /// Relay an upstream stream to the client: rename the model, restore masked values (also

@@ -228,7 +228,9 @@ fn merged(streams: Vec<GenStream>) -> impl futures::Stream<Item = (usize, GenEve
     }))
 }
 
-fn error_payload(e: &ApiError) -> String {
+/// An error as the payload of an SSE event (`{"error": {...}}`), for failures after a
+/// stream started.
+pub fn error_payload(e: &ApiError) -> String {
     serde_json::to_string(&e.body()).unwrap_or_else(|_| "{\"error\":{\"message\":\"internal error\",\"type\":\"server_error\",\"param\":null,\"code\":null}}".into())
 }
 
