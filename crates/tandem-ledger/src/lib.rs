@@ -126,6 +126,18 @@ pub struct LedgerRecord {
     pub sent_out: Option<serde_json::Value>,
     pub status: u16,
     pub error: Option<String>,
+    /// Knowledge base of a RAG answer.
+    #[serde(default)]
+    pub rag_kb: Option<String>,
+    /// RAG mode: `local`, `escalate`, `compress`, `draft_verify`.
+    #[serde(default)]
+    pub rag_mode: Option<String>,
+    /// Tokens (prompt + completion) spent on the large model, local or remote.
+    #[serde(default)]
+    pub llm_tokens: u32,
+    /// RAG: estimated tokens saved against sending every retrieved chunk to the LLM.
+    #[serde(default)]
+    pub rag_tokens_saved: i64,
 }
 
 impl LedgerRecord {
@@ -193,6 +205,8 @@ pub struct Stats {
     pub by_model: Vec<ModelStats>,
     pub pii: Vec<PiiStats>,
     pub latency_ms: Latency,
+    /// Knowledge-base answers per mode.
+    pub rag: Vec<RagStats>,
 }
 
 /// Per routing rule; see [`Stats`].
@@ -215,6 +229,17 @@ pub struct ModelStats {
     pub completion_tokens: u64,
     pub cost_usd: f64,
     pub local: bool,
+}
+
+/// Knowledge-base (RAG) answers of one mode: how many, the LLM tokens they spent, and the
+/// tokens they saved against sending every retrieved chunk to the LLM. Sorted by mode.
+#[derive(Debug, Clone, Default, serde::Serialize, PartialEq)]
+pub struct RagStats {
+    pub mode: String,
+    pub requests: u64,
+    pub escalations: u64,
+    pub llm_tokens: u64,
+    pub tokens_saved: i64,
 }
 
 /// Per PII action and kind; see [`Stats`].

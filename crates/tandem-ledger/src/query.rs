@@ -7,7 +7,8 @@ use rusqlite::{Connection, OptionalExtension, Row, ToSql};
 
 use crate::writer::COLUMNS;
 use crate::{
-    Latency, LedgerError, LedgerRecord, ModelStats, PiiStats, RouteStats, Stats, StatsFilter,
+    Latency, LedgerError, LedgerRecord, ModelStats, PiiStats, RagStats, RouteStats, Stats,
+    StatsFilter,
 };
 
 /// SQL for [`LedgerRecord::is_error`].
@@ -156,6 +157,24 @@ pub(crate) fn stats(conn: &mut Connection, f: &StatsFilter) -> Result<Stats, Led
     // Stable: ties keep the (action, kind) order of the map.
     s.pii.sort_by_key(|p| std::cmp::Reverse(p.requests));
 
+    s.rag = tx
+        .prepare(&format!(
+            "SELECT rag_mode, COUNT(*), COALESCE(SUM(escalated <> 0), 0),
+                COALESCE(SUM(llm_tokens), 0), COALESCE(SUM(rag_tokens_saved), 0)
+             FROM requests WHERE {filter} AND rag_mode IS NOT NULL
+             GROUP BY rag_mode ORDER BY rag_mode"
+        ))?
+        .query_map(params, |row| {
+            Ok(RagStats {
+                mode: row.get(0)?,
+                requests: row.get(1)?,
+                escalations: row.get(2)?,
+                llm_tokens: row.get(3)?,
+                tokens_saved: row.get(4)?,
+            })
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+
     let mut totals = Vec::new();
     let mut overhead = 0.0;
     {
@@ -240,6 +259,10 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<LedgerRecord> {
         sent_out: sent_out.map(|t| parse_json(27, &t)).transpose()?,
         status: row.get(28)?,
         error: row.get(29)?,
+        rag_kb: row.get(30)?,
+        rag_mode: row.get(31)?,
+        llm_tokens: row.get(32)?,
+        rag_tokens_saved: row.get(33)?,
     })
 }
 

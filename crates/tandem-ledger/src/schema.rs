@@ -50,6 +50,11 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX requests_ts ON requests(ts_ms);
     CREATE INDEX requests_route ON requests(route);
     CREATE INDEX requests_tenant_ts ON requests(tenant, ts_ms);",
+    // 2: knowledge-base answers (RAG): base, mode, LLM tokens, tokens saved.
+    "ALTER TABLE requests ADD COLUMN rag_kb TEXT;
+    ALTER TABLE requests ADD COLUMN rag_mode TEXT;
+    ALTER TABLE requests ADD COLUMN llm_tokens INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE requests ADD COLUMN rag_tokens_saved INTEGER NOT NULL DEFAULT 0;",
 ];
 
 /// The schema version this build writes.

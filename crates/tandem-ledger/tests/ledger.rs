@@ -65,6 +65,10 @@ fn full_record() -> LedgerRecord {
         })),
         status: 200,
         error: None,
+        rag_kb: Some("員工手冊".into()),
+        rag_mode: Some("compress".into()),
+        llm_tokens: 321,
+        rag_tokens_saved: -12,
     }
 }
 
@@ -389,6 +393,7 @@ fn stats_hand_computed() {
             p99: 800.0,
             mean_overhead_ms: 2.5,
         },
+        rag: Vec::new(),
     };
     assert_eq!(s, expected);
     // Serializes (the server returns it as JSON).
@@ -558,7 +563,7 @@ fn reopen_persists_and_checks_schema() {
     let version: i64 = conn
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 1);
+    assert_eq!(version, 2);
     let mode: String = conn
         .pragma_query_value(None, "journal_mode", |r| r.get(0))
         .unwrap();
@@ -572,7 +577,7 @@ fn reopen_persists_and_checks_schema() {
             err,
             LedgerError::SchemaTooNew {
                 found: 99,
-                supported: 1,
+                supported: 2,
                 ..
             }
         ),
@@ -721,4 +726,60 @@ fn timing_record_and_flush() {
     let s = ledger.stats(&StatsFilter::default()).unwrap();
     println!("stats over {} records: {:?}", s.requests, start.elapsed());
     assert_eq!(ledger.written() + ledger.dropped(), 10_000);
+}
+
+#[test]
+fn version_1_ledgers_are_migrated_and_keep_their_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.db");
+    {
+        // The schema as version 1 wrote it, with one record.
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "PRAGMA application_id = 1413762380;
+            CREATE TABLE requests (seq INTEGER PRIMARY KEY, id TEXT NOT NULL, ts_ms INTEGER NOT NULL,
+              tenant TEXT, key_id TEXT, endpoint TEXT NOT NULL, requested_model TEXT NOT NULL,
+              route TEXT NOT NULL, reasons TEXT NOT NULL DEFAULT '[]', category TEXT,
+              action TEXT NOT NULL, models_called TEXT NOT NULL DEFAULT '[]', answered_by TEXT,
+              local INTEGER NOT NULL, escalated INTEGER NOT NULL, confidence REAL,
+              prompt_tokens INTEGER NOT NULL, completion_tokens INTEGER NOT NULL,
+              remote_prompt_tokens INTEGER NOT NULL, remote_completion_tokens INTEGER NOT NULL,
+              cost_usd REAL NOT NULL, baseline_cost_usd REAL NOT NULL, ttft_ms REAL,
+              total_ms REAL NOT NULL, overhead_ms REAL NOT NULL,
+              pii_kinds TEXT NOT NULL DEFAULT '[]', pii_action TEXT, left_machine INTEGER NOT NULL,
+              sent_out TEXT, status INTEGER NOT NULL, error TEXT);
+            INSERT INTO requests (id, ts_ms, endpoint, requested_model, route, action, local,
+              escalated, prompt_tokens, completion_tokens, remote_prompt_tokens,
+              remote_completion_tokens, cost_usd, baseline_cost_usd, total_ms, overhead_ms,
+              left_machine, status)
+              VALUES ('old-1', 5, 'chat', 'auto', 'code', 'model', 1, 0, 3, 4, 0, 0, 0, 0, 9, 1, 0, 200);
+            PRAGMA user_version = 1;",
+        )
+        .unwrap();
+    }
+    let ledger = Ledger::open(&path).unwrap();
+    let old = ledger.get("old-1").unwrap().unwrap();
+    assert_eq!((old.route.as_str(), old.prompt_tokens), ("code", 3));
+    assert_eq!(
+        (old.rag_kb, old.llm_tokens, old.rag_tokens_saved),
+        (None, 0, 0)
+    );
+    let r = full_record();
+    ledger.record(r.clone());
+    ledger.flush().unwrap();
+    assert_eq!(ledger.get(&r.id).unwrap(), Some(r));
+    let stats = ledger.stats(&Default::default()).unwrap();
+    assert_eq!(stats.requests, 2);
+    assert_eq!(stats.rag.len(), 1);
+    let rag = &stats.rag[0];
+    assert_eq!(
+        (
+            rag.mode.as_str(),
+            rag.requests,
+            rag.escalations,
+            rag.llm_tokens,
+            rag.tokens_saved
+        ),
+        ("compress", 1, 1, 321, -12)
+    );
 }

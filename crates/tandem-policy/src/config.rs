@@ -173,6 +173,98 @@ pub struct RawConfig {
     /// Ordered routing rules; the first that matches decides.
     #[serde(default)]
     pub routes: Vec<RawRoute>,
+    /// Knowledge-base answers (retrieval-augmented generation).
+    #[serde(default)]
+    pub rag: RawRag,
+}
+
+/// `rag:`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRag {
+    /// Model that retrieves, drafts and answers locally (default `policy.local_model`).
+    pub slm: Option<Spanned<String>>,
+    /// Model that escalations, compressed contexts and draft checks go to (default
+    /// `policy.llm_model`).
+    pub llm: Option<Spanned<String>>,
+    /// Default mode: `local`, `escalate` (default), `compress` or `draft_verify`.
+    pub mode: Option<Spanned<String>>,
+    /// Chunks retrieved per question (default 5).
+    pub top_k: Option<usize>,
+    /// Drafts in `draft_verify` (default 3).
+    pub drafts: Option<usize>,
+    /// Token budget of the compressed context in `compress` (default 350).
+    pub compress_max_tokens: Option<usize>,
+    /// Longest answer, in tokens (default 256).
+    pub max_answer_tokens: Option<u32>,
+    /// When `escalate` hands over to the LLM.
+    pub escalate: Option<tandem_rag::ground::EscalatePolicy>,
+    /// Per knowledge base: `{mode: ...}`.
+    #[serde(default)]
+    pub knowledge_bases: BTreeMap<String, RawKbSettings>,
+}
+
+/// `rag.knowledge_bases.NAME:`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawKbSettings {
+    /// Mode for this base.
+    pub mode: Option<Spanned<String>>,
+}
+
+/// Validated `rag:` settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RagSettings {
+    /// The SLM (empty when the config has no local model).
+    pub slm: String,
+    /// The LLM (empty when the config has none).
+    pub llm: String,
+    /// Default mode.
+    pub mode: tandem_rag::Mode,
+    /// Chunks retrieved per question.
+    pub top_k: usize,
+    /// Drafts in `draft_verify`.
+    pub drafts: usize,
+    /// Token budget of the compressed context.
+    pub compress_max_tokens: usize,
+    /// Longest answer, in tokens.
+    pub max_answer_tokens: u32,
+    /// When `escalate` hands over.
+    pub escalate: tandem_rag::ground::EscalatePolicy,
+    /// Modes set per base.
+    pub bases: BTreeMap<String, tandem_rag::Mode>,
+}
+
+impl Default for RagSettings {
+    fn default() -> Self {
+        RagSettings {
+            slm: String::new(),
+            llm: String::new(),
+            mode: tandem_rag::Mode::Escalate,
+            top_k: 5,
+            drafts: 3,
+            compress_max_tokens: 350,
+            max_answer_tokens: 256,
+            escalate: tandem_rag::ground::EscalatePolicy::default(),
+            bases: BTreeMap::new(),
+        }
+    }
+}
+
+impl RagSettings {
+    /// The mode for base `kb`: its own, else the default.
+    pub fn mode_for(&self, kb: &str) -> tandem_rag::Mode {
+        self.bases.get(kb).copied().unwrap_or(self.mode)
+    }
+}
+
+/// Whether `name` is a valid knowledge base name: 1–64 of `A-Z a-z 0-9 - _`.
+pub fn valid_kb_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 /// `server:`.
@@ -399,6 +491,20 @@ pub struct RawAction {
     pub cascade: Option<RawCascade>,
     /// Refuse with a message.
     pub reject: Option<RawReject>,
+    /// Answer from a knowledge base.
+    pub rag: Option<RawRagAction>,
+}
+
+/// `then.rag:`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRagAction {
+    /// Knowledge base name.
+    pub kb: Spanned<String>,
+    /// Mode (default: `rag.knowledge_bases.NAME.mode`, then `rag.mode`).
+    pub mode: Option<Spanned<String>>,
+    /// Chunks retrieved (default `rag.top_k`).
+    pub top_k: Option<usize>,
 }
 
 /// `then.cascade:`.
@@ -597,6 +703,8 @@ pub struct Config {
     pub classifier: ClassifierConfig,
     /// Compiled rules.
     pub routes: Vec<crate::rules::Route>,
+    /// Knowledge-base answers.
+    pub rag: RagSettings,
 }
 
 impl Config {
@@ -617,6 +725,7 @@ impl Config {
             embedding_model: None,
             classifier: ClassifierConfig::default(),
             routes: Vec::new(),
+            rag: RagSettings::default(),
         }
     }
 
@@ -1030,10 +1139,19 @@ fn validate(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Conf
             message: format!("policy.classifier: {e}"),
         });
     }
+    let rag = compile_rag(
+        &raw.rag,
+        &mut issues,
+        &local_model,
+        &llm_model,
+        &models,
+        check_model,
+    );
     let ctx = crate::rules::CompileCtx {
         models: &names,
         local_model: local_model.as_deref(),
         llm_model: llm_model.as_deref(),
+        rag: &rag,
     };
     let mut routes = Vec::new();
     let mut route_names = BTreeSet::new();
@@ -1065,10 +1183,118 @@ fn validate(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Conf
             embedding_model,
             classifier,
             routes,
+            rag,
         })
     } else {
         issues.0.sort_by_key(|i| (i.line == 0, i.line, i.column));
         Err(ConfigError { issues: issues.0 })
+    }
+}
+
+fn parse_mode(issues: &mut Issues, m: &Spanned<String>, what: &str) -> Option<tandem_rag::Mode> {
+    match m.as_str().parse::<tandem_rag::Mode>() {
+        Ok(m) => Some(m),
+        Err(e) => {
+            issues.at(m.span(), format!("{what}: {e}"));
+            None
+        }
+    }
+}
+
+fn compile_rag(
+    raw: &RawRag,
+    issues: &mut Issues,
+    local_model: &Option<String>,
+    llm_model: &Option<String>,
+    models: &[ModelSpec],
+    mut check_model: impl FnMut(&mut Issues, &Spanned<String>, &str),
+) -> RagSettings {
+    let d = RagSettings::default();
+    let first_local = || models.iter().find(|m| m.is_local()).map(|m| m.name.clone());
+    let slm = match &raw.slm {
+        Some(s) => {
+            check_model(issues, s, "rag.slm");
+            s.to_string()
+        }
+        None => local_model.clone().or_else(first_local).unwrap_or_default(),
+    };
+    let llm = match &raw.llm {
+        Some(s) => {
+            check_model(issues, s, "rag.llm");
+            s.to_string()
+        }
+        None => llm_model.clone().unwrap_or_default(),
+    };
+    let mode = raw
+        .mode
+        .as_ref()
+        .and_then(|m| parse_mode(issues, m, "rag.mode"))
+        .unwrap_or(d.mode);
+    let mut bases = BTreeMap::new();
+    for (name, kb) in &raw.knowledge_bases {
+        if !valid_kb_name(name) {
+            issues.0.push(ConfigIssue {
+                line: 0,
+                column: 0,
+                message: format!(
+                    "rag.knowledge_bases: `{name}` is not a valid knowledge base name (letters, digits, `-` and `_`, at most 64)"
+                ),
+            });
+        }
+        if let Some(m) = kb
+            .mode
+            .as_ref()
+            .and_then(|m| parse_mode(issues, m, &format!("rag.knowledge_bases.{name}.mode")))
+        {
+            bases.insert(name.clone(), m);
+        }
+    }
+    let mut bounded = |v: Option<usize>, def: usize, lo: usize, hi: usize, what: &str| match v {
+        Some(v) if !(lo..=hi).contains(&v) => {
+            issues.0.push(ConfigIssue {
+                line: 0,
+                column: 0,
+                message: format!("{what} must be {lo} to {hi}, got {v}"),
+            });
+            def
+        }
+        Some(v) => v,
+        None => def,
+    };
+    let top_k = bounded(raw.top_k, d.top_k, 1, 50, "rag.top_k");
+    let drafts = bounded(raw.drafts, d.drafts, 1, 8, "rag.drafts");
+    let compress_max_tokens = bounded(
+        raw.compress_max_tokens,
+        d.compress_max_tokens,
+        32,
+        8192,
+        "rag.compress_max_tokens",
+    );
+    let max_answer_tokens = bounded(
+        raw.max_answer_tokens.map(|v| v as usize),
+        d.max_answer_tokens as usize,
+        16,
+        4096,
+        "rag.max_answer_tokens",
+    ) as u32;
+    let escalate = raw.escalate.unwrap_or(d.escalate);
+    if !(0.0..=1.0).contains(&escalate.min_support) {
+        issues.0.push(ConfigIssue {
+            line: 0,
+            column: 0,
+            message: "rag.escalate.min_support must be between 0 and 1".into(),
+        });
+    }
+    RagSettings {
+        slm,
+        llm,
+        mode,
+        top_k,
+        drafts,
+        compress_max_tokens,
+        max_answer_tokens,
+        escalate,
+        bases,
     }
 }
 

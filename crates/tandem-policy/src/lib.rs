@@ -9,5 +9,5 @@ pub mod config;
 pub mod pii;
 pub mod rules;
 
-pub use config::{Config, ConfigError, ConfigIssue, ModelSpec, PiiAction, Price};
-pub use rules::{Action, Decision, Facts, RouteError, RouteRequest};
+pub use config::{Config, ConfigError, ConfigIssue, ModelSpec, PiiAction, Price, RagSettings};
+pub use rules::{Action, Decision, Facts, KB_PREFIX, RagAction, RouteError, RouteRequest};

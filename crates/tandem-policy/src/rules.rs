@@ -107,6 +107,19 @@ pub enum Action {
         /// HTTP status.
         status: u16,
     },
+    /// Answer from a knowledge base (retrieval-augmented generation).
+    Rag(RagAction),
+}
+
+/// `then.rag:` or a `kb:NAME` request: which base, and how the SLM and LLM share the work.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RagAction {
+    /// Knowledge base name.
+    pub kb: String,
+    /// Mode (from the rule, the request, `rag.knowledge_bases`, or `rag.mode`).
+    pub mode: tandem_rag::Mode,
+    /// Chunks to retrieve.
+    pub top_k: usize,
 }
 
 impl Action {
@@ -116,6 +129,7 @@ impl Action {
             Action::Model { .. } => "model",
             Action::Cascade(_) => "cascade",
             Action::Reject { .. } => "reject",
+            Action::Rag(_) => "rag",
         }
     }
 }
@@ -143,6 +157,7 @@ pub(crate) struct CompileCtx<'a> {
     pub models: &'a BTreeSet<String>,
     pub local_model: Option<&'a str>,
     pub llm_model: Option<&'a str>,
+    pub rag: &'a crate::config::RagSettings,
 }
 
 fn strings(v: &OneOrMany) -> Vec<String> {
@@ -352,15 +367,20 @@ pub(crate) fn compile_route(
     let before = issues.0.len();
     let when = r.when.as_ref().map(|c| compile_cond(c, issues, name));
     let a = &r.then.0;
-    let given = [a.model.is_some(), a.cascade.is_some(), a.reject.is_some()]
-        .iter()
-        .filter(|x| **x)
-        .count();
+    let given = [
+        a.model.is_some(),
+        a.cascade.is_some(),
+        a.reject.is_some(),
+        a.rag.is_some(),
+    ]
+    .iter()
+    .filter(|x| **x)
+    .count();
     if given != 1 {
         issues.at(
             r.then.span(),
             format!(
-                "route `{}`: `then` needs exactly one of `model`, `cascade`, `reject`",
+                "route `{}`: `then` needs exactly one of `model`, `cascade`, `reject`, `rag`",
                 name.as_str()
             ),
         );
@@ -434,6 +454,35 @@ pub(crate) fn compile_route(
             },
             slm_max_tokens: c.slm_max_tokens,
         })
+    } else if let Some(rg) = &a.rag {
+        let kb = rg.kb.to_string();
+        if !crate::config::valid_kb_name(&kb) {
+            issues.at(
+                rg.kb.span(),
+                format!(
+                    "route `{}`: `{kb}` is not a valid knowledge base name (letters, digits, `-` and `_`, at most 64)",
+                    name.as_str()
+                ),
+            );
+        }
+        let mode = match &rg.mode {
+            Some(m) => match m.as_str().parse::<tandem_rag::Mode>() {
+                Ok(m) => m,
+                Err(e) => {
+                    issues.at(m.span(), format!("route `{}`: {e}", name.as_str()));
+                    tandem_rag::Mode::Local
+                }
+            },
+            None => ctx.rag.mode_for(&kb),
+        };
+        let top_k = rg.top_k.unwrap_or(ctx.rag.top_k);
+        if !(1..=50).contains(&top_k) {
+            issues.at(
+                r.then.span(),
+                format!("route `{}`: rag.top_k must be 1 to 50", name.as_str()),
+            );
+        }
+        Action::Rag(RagAction { kb, mode, top_k })
     } else if let Some(rj) = &a.reject {
         let status = rj.status.unwrap_or(403);
         if !(400..=599).contains(&status) {
@@ -473,6 +522,9 @@ pub(crate) fn compile_route(
 // ---------------------------------------------------------------------------------------------
 // Evaluation
 // ---------------------------------------------------------------------------------------------
+
+/// A requested model of the form `kb:NAME` asks for an answer from knowledge base `NAME`.
+pub const KB_PREFIX: &str = "kb:";
 
 /// What the rules look at, beyond the lazily computed facts.
 pub struct RouteRequest<'a> {
@@ -865,6 +917,9 @@ impl Config {
 
     /// Route one request.
     pub fn decide(&self, req: &RouteRequest, facts: &Facts) -> Result<Decision, RouteError> {
+        if let Some(kb) = req.requested_model.strip_prefix(KB_PREFIX) {
+            return self.decide_kb(kb, req);
+        }
         let direct_model = self.resolve_requested(req.requested_model)?;
         let direct = direct_model.is_some();
         let mut trace = Vec::with_capacity(self.routes.len());
@@ -896,7 +951,7 @@ impl Config {
                 break;
             }
         }
-        let (route_name, mut action, route_pii) = match (chosen, &direct_model) {
+        let (route_name, action, route_pii) = match (chosen, &direct_model) {
             (Some((r, i)), _) => {
                 let t = &trace[i];
                 if t.conditions.is_empty() {
@@ -941,7 +996,38 @@ impl Config {
                 ("default".to_string(), Action::Model { model: m }, None)
             }
         };
-        // PII guard: only matters when something would leave the machine.
+        let (action, model, pii_kinds, pii_action, remote_pii_action) =
+            self.guard(action, route_pii, req, &mut reasons);
+        Ok(Decision {
+            route: route_name,
+            action,
+            model,
+            direct,
+            pii_kinds,
+            pii_action,
+            remote_pii_action,
+            reasons,
+            trace,
+        })
+    }
+
+    /// The PII guard: only matters when something would leave the machine. Returns the
+    /// (possibly changed) action, the answering model, the kinds found, the guard's action
+    /// and the action for remote calls made later (fallbacks, escalations).
+    #[allow(clippy::type_complexity)]
+    fn guard(
+        &self,
+        mut action: Action,
+        route_pii: Option<PiiAction>,
+        req: &RouteRequest,
+        reasons: &mut Vec<String>,
+    ) -> (
+        Action,
+        Option<String>,
+        Vec<PiiKind>,
+        Option<PiiAction>,
+        PiiAction,
+    ) {
         let pii_kinds: Vec<PiiKind> = req
             .pii
             .iter()
@@ -953,6 +1039,7 @@ impl Config {
             Action::Model { model } => self.is_remote(model),
             Action::Cascade(c) => self.is_remote(&c.slm) || self.is_remote(&c.llm),
             Action::Reject { .. } => false,
+            Action::Rag(r) => r.mode.uses_llm() && self.is_remote(&self.rag.llm),
         };
         let mut pii_action = None;
         let remote_pii_action = route_pii.unwrap_or(self.pii_action);
@@ -973,6 +1060,12 @@ impl Config {
                         action = match action {
                             Action::Cascade(c) if !self.is_remote(&c.slm) => {
                                 Action::Model { model: c.slm }
+                            }
+                            Action::Rag(r) if !self.is_remote(&self.rag.slm) => {
+                                Action::Rag(RagAction {
+                                    mode: tandem_rag::Mode::Local,
+                                    ..r
+                                })
                             }
                             _ => Action::Model {
                                 model: local.to_string(),
@@ -1010,17 +1103,41 @@ impl Config {
             Action::Model { model } => Some(model.clone()),
             Action::Cascade(c) => Some(c.slm.clone()),
             Action::Reject { .. } => None,
+            Action::Rag(_) => Some(self.rag.slm.clone()),
         };
+        (action, model, pii_kinds, pii_action, remote_pii_action)
+    }
+
+    /// A `kb:NAME` request: answered from the knowledge base in the mode the policy sets for
+    /// it; the PII guard still applies. No routing rule is tried.
+    fn decide_kb(&self, kb: &str, req: &RouteRequest) -> Result<Decision, RouteError> {
+        let kb = kb.trim();
+        if !crate::config::valid_kb_name(kb) {
+            return Err(RouteError::UnknownModel {
+                model: format!("{KB_PREFIX}{kb}"),
+            });
+        }
+        let mode = self.rag.mode_for(kb);
+        let mut reasons = vec![format!(
+            "the request asked for knowledge base `{kb}` (mode `{mode}`)"
+        )];
+        let action = Action::Rag(RagAction {
+            kb: kb.to_string(),
+            mode,
+            top_k: self.rag.top_k,
+        });
+        let (action, model, pii_kinds, pii_action, remote_pii_action) =
+            self.guard(action, None, req, &mut reasons);
         Ok(Decision {
-            route: route_name,
+            route: "kb".to_string(),
             action,
             model,
-            direct,
+            direct: true,
             pii_kinds,
             pii_action,
             remote_pii_action,
             reasons,
-            trace,
+            trace: Vec::new(),
         })
     }
 }

@@ -137,7 +137,7 @@ impl From<ApiError> for Failed {
 
 /// The request's ledger record, filled in as calls happen and written once.
 #[derive(Clone)]
-struct Acct {
+pub(crate) struct Acct {
     inner: Arc<Mutex<Option<LedgerRecord>>>,
     state: Arc<AppState>,
     rt: Arc<Runtime>,
@@ -154,7 +154,7 @@ impl Acct {
         }
     }
 
-    fn with(&self, f: impl FnOnce(&mut LedgerRecord)) {
+    pub(crate) fn with(&self, f: impl FnOnce(&mut LedgerRecord)) {
         let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(r) = g.as_mut() {
             f(r);
@@ -166,9 +166,16 @@ impl Acct {
         let spec = self.rt.config.model(model);
         let local = spec.is_none_or(|m| m.is_local());
         let price = spec.map(|m| m.price).unwrap_or_default();
+        let cfg = &self.rt.config;
+        let llm = !local
+            || cfg.llm_model.as_deref() == Some(model)
+            || (cfg.rag.llm == model && cfg.rag.slm != model);
         self.with(|r| {
             r.prompt_tokens += prompt;
             r.completion_tokens += completion;
+            if llm {
+                r.llm_tokens += prompt + completion;
+            }
             if !local {
                 r.remote_prompt_tokens += prompt;
                 r.remote_completion_tokens += completion;
@@ -187,7 +194,7 @@ impl Acct {
         });
     }
 
-    fn answered(&self, model: &str, prompt: u32, completion: u32) {
+    pub(crate) fn answered(&self, model: &str, prompt: u32, completion: u32) {
         let local = self.rt.config.model(model).is_none_or(|m| m.is_local());
         let baseline = self
             .rt
@@ -411,12 +418,28 @@ fn reject_error(message: &str, status: u16) -> ApiError {
 // ---------------------------------------------------------------------------------------------
 
 /// Everything a call needs.
-struct Ctx {
-    state: Arc<AppState>,
-    rt: Arc<Runtime>,
+pub(crate) struct Ctx {
+    pub(crate) state: Arc<AppState>,
+    pub(crate) rt: Arc<Runtime>,
     findings: Vec<Vec<Finding>>,
     remote_pii: PiiAction,
-    acct: Acct,
+    pub(crate) acct: Acct,
+}
+
+impl Ctx {
+    /// The same context for a request with other messages (the PII guard looks at these).
+    pub(crate) fn for_messages(&self, messages: &[tandem_types::openai::ChatMessage]) -> Ctx {
+        Ctx {
+            state: self.state.clone(),
+            rt: self.rt.clone(),
+            findings: messages
+                .iter()
+                .map(|m| self.rt.detector.detect(&m.content))
+                .collect(),
+            remote_pii: self.remote_pii,
+            acct: self.acct.clone(),
+        }
+    }
 }
 
 /// Route and answer a chat completion.
@@ -425,7 +448,15 @@ pub async fn chat(
     req: ChatRequest,
     meta: RequestMeta,
 ) -> Result<Routed, Failed> {
-    let p = prepare(&state, &req, &meta, false).await?;
+    let rag_request = crate::rag::requested(&req)?;
+    let p = match &rag_request {
+        Some((kb, _)) => {
+            let mut routed = req.clone();
+            routed.model = format!("{}{kb}", tandem_policy::KB_PREFIX);
+            prepare(&state, &routed, &meta, false).await?
+        }
+        None => prepare(&state, &req, &meta, false).await?,
+    };
     let d = &p.decision;
     let rec = LedgerRecord {
         id: new_id("chatcmpl"),
@@ -481,6 +512,10 @@ pub async fn chat(
             }
         }
         Action::Cascade(c) => cascade(&ctx, c, &req, &route).await,
+        Action::Rag(r) => {
+            let override_mode = rag_request.as_ref().and_then(|(_, m)| *m);
+            rag_reply(&ctx, d, r, override_mode, &req, &route).await
+        }
     };
     match result {
         Ok((reply, model)) => {
@@ -504,6 +539,59 @@ pub async fn chat(
             })
         }
     }
+}
+
+/// A knowledge-base answer, in the mode of the decision or (when allowed) of the request.
+async fn rag_reply(
+    ctx: &Ctx,
+    d: &Decision,
+    r: &tandem_policy::RagAction,
+    override_mode: Option<tandem_rag::Mode>,
+    req: &ChatRequest,
+    route: &str,
+) -> Result<(Reply, String), ApiError> {
+    let forced_local = d.pii_action == Some(PiiAction::ForceLocal);
+    let mut mode = if forced_local {
+        r.mode
+    } else {
+        override_mode.unwrap_or(r.mode)
+    };
+    let cfg = &ctx.rt.config;
+    let llm_remote = cfg.model(&cfg.rag.llm).is_some_and(|m| !m.is_local());
+    if mode.uses_llm() && llm_remote && !d.pii_kinds.is_empty() && override_mode.is_some() {
+        // The request chose a mode the decision did not see: apply the PII guard to it.
+        match d.remote_pii_action {
+            PiiAction::ForceLocal => mode = tandem_rag::Mode::Local,
+            PiiAction::Block => {
+                return Err(ApiError::invalid(
+                    "messages",
+                    "The request contains personal data that the policy does not allow to leave this machine.",
+                )
+                .with_code("pii_must_stay_local"));
+            }
+            PiiAction::Mask | PiiAction::Allow => {}
+        }
+    }
+    let a = crate::rag::answer(ctx, r, mode, req, route).await?;
+    crate::metrics::cascade(
+        route,
+        a.completion
+            .tandem
+            .as_ref()
+            .is_some_and(|t| t["escalated"] == true),
+    );
+    let reply = if req.stream {
+        let rx = completion_as_stream_with(
+            &a.completion,
+            req.include_usage,
+            a.completion.tandem.clone(),
+        );
+        ctx.acct.finish(200, None, None);
+        Reply::Stream(rx)
+    } else {
+        Reply::Json(Box::new(a.completion))
+    };
+    Ok((reply, a.answered_by))
 }
 
 /// The models to try for `model`: itself, then its fallbacks.
@@ -559,7 +647,11 @@ fn provider_error(model: &str, e: &ProviderError) -> ApiError {
 }
 
 /// Call one model, non-streaming.
-async fn call_full(ctx: &Ctx, model: &str, req: &ChatRequest) -> Result<ChatCompletion, ApiError> {
+pub(crate) async fn call_full(
+    ctx: &Ctx,
+    model: &str,
+    req: &ChatRequest,
+) -> Result<ChatCompletion, ApiError> {
     if let Some(remote) = ctx.rt.remotes.get(model) {
         let (out, masker) = outbound(ctx, req)?;
         ctx.acct.called(model);
@@ -591,7 +683,7 @@ async fn call_full(ctx: &Ctx, model: &str, req: &ChatRequest) -> Result<ChatComp
 
 /// Try `model`, then its fallbacks, with `call`, moving on only for failures of the model
 /// (not of the request). Returns the result, who gave it and the models that failed before.
-async fn with_fallbacks<T, F, Fut>(
+pub(crate) async fn with_fallbacks<T, F, Fut>(
     ctx: &Ctx,
     model: &str,
     mut call: F,
@@ -797,6 +889,16 @@ fn forward_remote(
 
 /// Turn a finished completion into the SSE payloads of a stream.
 fn completion_as_stream(c: &ChatCompletion, include_usage: bool) -> mpsc::Receiver<SsePayload> {
+    completion_as_stream_with(c, include_usage, None)
+}
+
+/// As [`completion_as_stream`], with a last event (before `[DONE]`) that carries `tandem`
+/// metadata, e.g. a RAG answer's citations: a chunk with no choices and a `tandem` field.
+fn completion_as_stream_with(
+    c: &ChatCompletion,
+    include_usage: bool,
+    tandem: Option<serde_json::Value>,
+) -> mpsc::Receiver<SsePayload> {
     let base = ChatCompletionChunk {
         id: c.id.clone(),
         object: "chat.completion.chunk".into(),
@@ -844,9 +946,19 @@ fn completion_as_stream(c: &ChatCompletion, include_usage: bool) -> mpsc::Receiv
         k.usage = Some(c.usage);
         out.push(k);
     }
-    let (tx, rx) = mpsc::channel(out.len() + 2);
-    for k in out {
-        let _ = tx.try_send(serde_json::to_string(&k).unwrap_or_default());
+    let mut payloads: Vec<String> = out
+        .iter()
+        .map(|k| serde_json::to_string(k).unwrap_or_default())
+        .collect();
+    if let Some(t) = tandem
+        && let Ok(serde_json::Value::Object(mut obj)) = serde_json::to_value(&base)
+    {
+        obj.insert("tandem".into(), t);
+        payloads.push(serde_json::Value::Object(obj).to_string());
+    }
+    let (tx, rx) = mpsc::channel(payloads.len() + 2);
+    for k in payloads {
+        let _ = tx.try_send(k);
     }
     let _ = tx.try_send("[DONE]".to_string());
     rx

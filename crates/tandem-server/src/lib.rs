@@ -12,6 +12,7 @@ pub mod gateway;
 pub mod http;
 pub mod metrics;
 pub mod pipeline;
+pub mod rag;
 pub mod reload;
 pub mod runtime;
 pub mod state;

@@ -150,6 +150,7 @@ impl Runtime {
         if let Some(m) = &config.llm_model {
             check_chat(m, "policy.llm_model");
         }
+        let mut rag_without_slm = Vec::new();
         for r in &config.routes {
             match &r.action {
                 Action::Model { model } => check_chat(model, &format!("route `{}`", r.name)),
@@ -158,12 +159,28 @@ impl Runtime {
                     check_chat(&c.llm, &format!("route `{}` cascade.llm", r.name));
                 }
                 Action::Reject { .. } => {}
+                Action::Rag(_) => {
+                    if config.rag.slm.is_empty() {
+                        rag_without_slm.push(r.name.clone());
+                    }
+                }
             }
+        }
+        if !config.rag.slm.is_empty() {
+            check_chat(&config.rag.slm, "rag.slm");
+        }
+        if !config.rag.llm.is_empty() {
+            check_chat(&config.rag.llm, "rag.llm");
         }
         for (alias, target) in &config.aliases {
             if let Some(t) = target {
                 check_chat(t, &format!("alias `{alias}`"));
             }
+        }
+        for name in rag_without_slm {
+            problems.push(format!(
+                "route `{name}`: rag needs a local model (rag.slm or policy.local_model)"
+            ));
         }
         let mut remotes = BTreeMap::new();
         for m in &config.models {

@@ -57,6 +57,8 @@ pub struct AppState {
     reload_lock: std::sync::Mutex<()>,
     /// Where every routed request is recorded (None: not recorded).
     pub ledger: Option<Ledger>,
+    /// Knowledge bases for RAG answers (None: not enabled).
+    pub kb: Option<std::sync::Arc<dyn crate::rag::Retriever>>,
 }
 
 impl AppState {
@@ -130,7 +132,14 @@ impl AppState {
             runtime: ArcSwap::from_pointee(rt),
             reload_lock: std::sync::Mutex::new(()),
             ledger,
+            kb: None,
         }
+    }
+
+    /// Enables knowledge-base answers over `retriever`.
+    pub fn with_kb(mut self, retriever: std::sync::Arc<dyn crate::rag::Retriever>) -> Self {
+        self.kb = Some(retriever);
+        self
     }
 
     /// The routing runtime in force now.
