@@ -41,6 +41,8 @@
 mod embedder;
 mod error;
 mod forward;
+mod quant;
 
-pub use embedder::{EmbedOutput, Embedder};
+pub use embedder::{EmbedOutput, Embedder, LoadOptions};
 pub use error::{BoxError, EmbedError};
+pub use quant::WeightPrecision;
