@@ -122,7 +122,13 @@ fn classifier(texts: &[String]) {
         println!("classifier: minilm-l6 not pulled; skipped");
         return;
     };
-    let emb = Arc::new(tandem_embed::Embedder::load(&m.path).unwrap());
+    // BENCH_CLASSIFIER_WEIGHTS=f32 measures the exact model instead of the server's choice.
+    let weights = std::env::var("BENCH_CLASSIFIER_WEIGHTS")
+        .map(|w| w.parse().unwrap())
+        .unwrap_or(tandem_server::runtime::CLASSIFIER_WEIGHTS);
+    let options = tandem_embed::LoadOptions { weights };
+    let emb = Arc::new(tandem_embed::Embedder::load_with(&m.path, &options).unwrap());
+    println!("classifier MiniLM weights: {weights}");
     let c = Classifier::new(&Default::default(), Arc::new(EmbedAdapter(emb)), None).unwrap();
     for t in texts.iter().take(20) {
         c.classify(t).unwrap();
