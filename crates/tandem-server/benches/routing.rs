@@ -5,7 +5,8 @@
 //! 1. rule-only decision (the default policy with the category already known, so only rule
 //!    evaluation is timed) — baseline: the budget of 50 µs p99;
 //! 2. PII detection on the same messages — baseline: the rule-only decision;
-//! 3. the task classifier with the real MiniLM over the held-out set — baseline: 10 ms p99;
+//! 3. the task classifier with the real MiniLM over the held-out set, with the server's weight
+//!    precision (int8; `BENCH_CLASSIFIER_WEIGHTS=f32` for the exact model) — baseline: 10 ms p99;
 //! 4. gateway overhead: open-loop load at a fixed rate over loopback against a fast scripted
 //!    upstream, once directly and once through Tandem — baseline: the direct call.
 #![allow(clippy::unwrap_used)]
