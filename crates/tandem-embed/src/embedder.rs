@@ -11,6 +11,7 @@ use tokenizers::Tokenizer;
 
 use crate::error::EmbedError;
 use crate::forward::Bert;
+use crate::quant::WeightPrecision;
 
 /// Most inputs run through the model in one forward pass.
 const MAX_BATCH_SIZE: usize = 32;
@@ -31,6 +32,15 @@ pub struct EmbedOutput {
     /// Tokens fed to the model for all inputs together, special tokens included and
     /// padding excluded.
     pub prompt_tokens: usize,
+}
+
+/// Options for [`Embedder::load_with`]. The default is what [`Embedder::load`] does.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LoadOptions {
+    /// Storage precision of the dense layers' weights. [`WeightPrecision::F32`] (the
+    /// default) gives the model's exact results; [`WeightPrecision::Int8`] is about twice
+    /// as fast on short inputs, with embeddings within ~0.01 cosine of the exact ones.
+    pub weights: WeightPrecision,
 }
 
 /// How token states are pooled into one sentence vector.
@@ -65,6 +75,7 @@ struct PoolingConfig {
 /// Cheap to share: wrap it in an `Arc` and call it from any thread.
 pub struct Embedder {
     model: Bert,
+    weights: WeightPrecision,
     tokenizer: Tokenizer,
     config: BertConfig,
     pooling: Pooling,
@@ -82,6 +93,7 @@ impl std::fmt::Debug for Embedder {
             .field("vocab_size", &self.vocab_size())
             .field("layers", &self.config.num_hidden_layers)
             .field("pooling", &self.pooling)
+            .field("weights", &self.weights)
             .finish_non_exhaustive()
     }
 }
@@ -94,6 +106,13 @@ impl Embedder {
     /// The tokenizer's own truncation and padding settings are switched off: the embedder
     /// pads batches itself and rejects over-long inputs.
     pub fn load(dir: &Path) -> Result<Self, EmbedError> {
+        Self::load_with(dir, &LoadOptions::default())
+    }
+
+    /// Loads the model like [`load`](Self::load), with `options`: e.g. int8 weights for a
+    /// latency-bound caller that can afford a small loss of accuracy
+    /// (`LoadOptions { weights: WeightPrecision::Int8 }`).
+    pub fn load_with(dir: &Path, options: &LoadOptions) -> Result<Self, EmbedError> {
         let started = Instant::now();
         let config_path = dir.join("config.json");
         let config: BertConfig = read_json(&config_path)?;
@@ -141,10 +160,12 @@ impl Embedder {
                      with no prefix, `bert.` and `model.`)",
                 )
             })?;
-        let model = Bert::load(&vb, &config).map_err(|e| EmbedError::load(&weights_path, e))?;
+        let mut model = Bert::load(&vb, &config).map_err(|e| EmbedError::load(&weights_path, e))?;
+        model.set_precision(options.weights);
 
         let embedder = Self {
             model,
+            weights: options.weights,
             tokenizer,
             config,
             pooling,
@@ -156,10 +177,16 @@ impl Embedder {
             dim = embedder.dim(),
             max_tokens = embedder.max_tokens(),
             pooling = ?embedder.pooling,
+            weights = %embedder.weights,
             elapsed_ms = started.elapsed().as_millis() as u64,
             "loaded embedding model"
         );
         Ok(embedder)
+    }
+
+    /// Storage precision of the dense layers' weights (see [`LoadOptions`]).
+    pub fn weight_precision(&self) -> WeightPrecision {
+        self.weights
     }
 
     /// Dimension of the embedding vectors (the model's hidden size; 384 for MiniLM-L6).

@@ -15,19 +15,25 @@ use candle_nn::VarBuilder;
 use candle_transformers::models::bert::{Config as BertConfig, HiddenAct};
 use rayon::prelude::*;
 
+use crate::quant::{Reduced, WeightPrecision};
+
 /// Columns per packed weight panel (two AVX registers).
-const NR: usize = 16;
+pub(crate) const NR: usize = 16;
 /// Rows per register block in the matmul kernel.
 const MR: usize = 6;
 /// Rows per cache block when the input has many rows.
 const MB: usize = 48;
 /// Multiply-adds below which a matmul runs on the calling thread only.
 const PARALLEL_MIN_WORK: usize = 1 << 20;
+/// The same for int8 weights, whose multiply-adds are several times cheaper.
+const PARALLEL_MIN_WORK_INT8: usize = 1 << 22;
 
 /// A linear layer `y = x · Wᵀ + b` with `W` packed into `NR`-column panels:
 /// `packed[(p · k + i) · NR + j] = W[p · NR + j][i]`, zero-padded past `n`.
 pub(crate) struct Linear {
     packed: Vec<f32>,
+    /// Reduced-precision weights; when set, they are used and `packed` is empty.
+    reduced: Option<Reduced>,
     bias: Vec<f32>,
     k: usize,
     n: usize,
@@ -35,7 +41,7 @@ pub(crate) struct Linear {
 
 impl Linear {
     /// Packs row-major `weights` (`n` rows of `k`: PyTorch's `[out, in]` layout).
-    fn new(weights: &[f32], bias: Vec<f32>, n: usize, k: usize) -> Self {
+    pub(crate) fn new(weights: &[f32], bias: Vec<f32>, n: usize, k: usize) -> Self {
         debug_assert_eq!(weights.len(), n * k);
         debug_assert_eq!(bias.len(), n);
         let panels = n.div_ceil(NR);
@@ -48,7 +54,42 @@ impl Linear {
                 }
             }
         }
-        Self { packed, bias, k, n }
+        Self {
+            packed,
+            reduced: None,
+            bias,
+            k,
+            n,
+        }
+    }
+
+    #[cfg(test)]
+    pub(crate) fn reduced(&self) -> Option<&Reduced> {
+        self.reduced.as_ref()
+    }
+
+    /// Re-packs the weights in `precision` (f16 and int8 are computed from the f32 values).
+    pub(crate) fn set_precision(&mut self, precision: WeightPrecision) {
+        let current = self
+            .reduced
+            .as_ref()
+            .map_or(WeightPrecision::F32, Reduced::precision);
+        if current == precision || current != WeightPrecision::F32 {
+            // Only the exact f32 weights are re-packed (reduced ones stay as they are).
+            return;
+        }
+        let (k, n) = (self.k, self.n);
+        let mut weights = vec![0.0f32; n * k];
+        for (c, row) in weights.chunks_exact_mut(k).enumerate() {
+            let (p, j) = (c / NR, c % NR);
+            for (i, w) in row.iter_mut().enumerate() {
+                *w = self.packed[(p * k + i) * NR + j];
+            }
+        }
+        self.reduced = Reduced::pack(&weights, n, k, precision);
+        if self.reduced.is_some() {
+            self.packed = Vec::new();
+        }
     }
 
     fn load(vb: &VarBuilder, n: usize, k: usize) -> candle_core::Result<Self> {
@@ -66,13 +107,17 @@ impl Linear {
     }
 
     /// `out = x · Wᵀ + b` for `x` of `m = x.len() / k` rows; `out` holds `m · n` values.
-    fn forward(&self, x: &[f32], out: &mut [f32]) {
+    pub(crate) fn forward(&self, x: &[f32], out: &mut [f32]) {
         let (k, n) = (self.k, self.n);
         let m = x.len() / k;
         debug_assert_eq!(out.len(), m * n);
         let panels = n.div_ceil(NR);
         let threads = rayon::current_num_threads();
-        if threads <= 1 || m * n * k < PARALLEL_MIN_WORK {
+        let min_work = match self.reduced.as_ref().map(Reduced::precision) {
+            Some(WeightPrecision::Int8) => PARALLEL_MIN_WORK_INT8,
+            _ => PARALLEL_MIN_WORK,
+        };
+        if threads <= 1 || m * n * k < min_work {
             self.block(x, out, n, 0, panels);
         } else if m <= MB * threads {
             // Few rows: split the weight panels between threads, so that each weight is
@@ -104,6 +149,10 @@ impl Linear {
     /// (rows `ld` apart, column `p0 · NR` first), in row blocks of `MB` so that the rows
     /// stay in cache while the panels stream past.
     fn block(&self, x: &[f32], out: &mut [f32], ld: usize, p0: usize, p1: usize) {
+        if let Some(reduced) = &self.reduced {
+            reduced.block(x, self.k, self.n, &self.bias, out, ld, p0, p1, MB);
+            return;
+        }
         #[cfg(target_arch = "x86_64")]
         if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
         {
@@ -347,6 +396,20 @@ impl Bert {
             intermediate: inter,
             act: config.hidden_act,
         })
+    }
+
+    /// Re-packs the dense layers' weights in `precision` (see [`WeightPrecision`]).
+    pub(crate) fn set_precision(&mut self, precision: WeightPrecision) {
+        for layer in &mut self.layers {
+            for linear in [
+                &mut layer.qkv,
+                &mut layer.attn_out,
+                &mut layer.intermediate,
+                &mut layer.output,
+            ] {
+                linear.set_precision(precision);
+            }
+        }
     }
 
     /// Last hidden states of `seqs` (valid, non-empty token sequences no longer than the

@@ -15,6 +15,12 @@
 //! Embeddings are the pooled last hidden states, L2-normalised, so the dot product of two
 //! vectors is their cosine similarity.
 //!
+//! [`Embedder::load`] keeps the model's f32 weights (exact results).
+//! [`Embedder::load_with`] can store the dense layers' weights as f16 or int8
+//! ([`WeightPrecision`]): int8 (per-channel weight scales, per-token dynamic int8
+//! activations) streams a quarter of the bytes and is several times faster on short inputs;
+//! its embeddings stay within ~0.015 cosine of f32 (mean ~0.997 on the test corpus).
+//!
 //! Inputs are batched internally: they are grouped by token length and their tokens stacked
 //! for the dense layers, while attention runs per input (there is no padding), so a batched
 //! result equals (to float rounding) the result of embedding each input alone, and results
@@ -41,6 +47,8 @@
 mod embedder;
 mod error;
 mod forward;
+mod quant;
 
-pub use embedder::{EmbedOutput, Embedder};
+pub use embedder::{EmbedOutput, Embedder, LoadOptions};
 pub use error::{BoxError, EmbedError};
+pub use quant::WeightPrecision;

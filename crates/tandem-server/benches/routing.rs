@@ -5,7 +5,8 @@
 //! 1. rule-only decision (the default policy with the category already known, so only rule
 //!    evaluation is timed) — baseline: the budget of 50 µs p99;
 //! 2. PII detection on the same messages — baseline: the rule-only decision;
-//! 3. the task classifier with the real MiniLM over the held-out set — baseline: 10 ms p99;
+//! 3. the task classifier with the real MiniLM over the held-out set, with the server's weight
+//!    precision (int8; `BENCH_CLASSIFIER_WEIGHTS=f32` for the exact model) — baseline: 10 ms p99;
 //! 4. gateway overhead: open-loop load at a fixed rate over loopback against a fast scripted
 //!    upstream, once directly and once through Tandem — baseline: the direct call.
 #![allow(clippy::unwrap_used)]
@@ -122,7 +123,13 @@ fn classifier(texts: &[String]) {
         println!("classifier: minilm-l6 not pulled; skipped");
         return;
     };
-    let emb = Arc::new(tandem_embed::Embedder::load(&m.path).unwrap());
+    // BENCH_CLASSIFIER_WEIGHTS=f32 measures the exact model instead of the server's choice.
+    let weights = std::env::var("BENCH_CLASSIFIER_WEIGHTS")
+        .map(|w| w.parse().unwrap())
+        .unwrap_or(tandem_server::runtime::CLASSIFIER_WEIGHTS);
+    let options = tandem_embed::LoadOptions { weights };
+    let emb = Arc::new(tandem_embed::Embedder::load_with(&m.path, &options).unwrap());
+    println!("classifier MiniLM weights: {weights}");
     let c = Classifier::new(&Default::default(), Arc::new(EmbedAdapter(emb)), None).unwrap();
     for t in texts.iter().take(20) {
         c.classify(t).unwrap();

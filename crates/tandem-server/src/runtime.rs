@@ -7,13 +7,19 @@ use crate::state::EmbedModel;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
-use tandem_embed::Embedder;
+use tandem_embed::{Embedder, WeightPrecision};
 use tandem_engine::Engine;
 use tandem_policy::classify::{Classifier, TextEmbedder};
 use tandem_policy::config::{ModelSource, Provider, RemoteModel};
 use tandem_policy::pii::Detector;
 use tandem_policy::{Action, Config};
 use tandem_providers::{ProviderKind, Secret, Upstream, UpstreamConfig};
+
+/// Weight precision of the embedding model used by the task classifier. Int8 weights make
+/// the classifier's MiniLM forward pass over a ~20-token window about twice as fast as
+/// f32 (see docs/benchmarks.md), for the same accuracy on the classifier's evaluation sets;
+/// `/v1/embeddings` keeps the exact f32 model (see [`EmbedModel`]).
+pub const CLASSIFIER_WEIGHTS: WeightPrecision = WeightPrecision::Int8;
 
 /// [`TextEmbedder`] over a loaded MiniLM.
 pub struct EmbedAdapter(pub Arc<Embedder>);
@@ -211,7 +217,8 @@ impl Runtime {
         let classifier = match &config.embedding_model {
             Some(name) => match embed.get(name) {
                 Some(e) => {
-                    let adapter: Arc<dyn TextEmbedder> = Arc::new(EmbedAdapter(e.embedder.clone()));
+                    let adapter: Arc<dyn TextEmbedder> =
+                        Arc::new(EmbedAdapter(e.classifier_embedder.clone()));
                     Classifier::new(
                         &config.classifier,
                         adapter,

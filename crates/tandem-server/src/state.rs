@@ -3,8 +3,9 @@
 use crate::runtime::Runtime;
 use arc_swap::ArcSwap;
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::sync::Arc;
-use tandem_embed::Embedder;
+use tandem_embed::{EmbedError, Embedder, LoadOptions};
 use tandem_engine::Engine;
 use tandem_ledger::Ledger;
 use tandem_policy::Config;
@@ -36,10 +37,34 @@ impl Default for ServerOptions {
 pub struct EmbedModel {
     /// Served id.
     pub name: String,
-    /// The model.
+    /// The model, with its exact (f32) weights: serves `/v1/embeddings`.
     pub embedder: Arc<Embedder>,
+    /// The same model with [`CLASSIFIER_WEIGHTS`](crate::runtime::CLASSIFIER_WEIGHTS), for
+    /// the task classifier when it names this model (latency-bound, tolerant of a small
+    /// loss of accuracy). May be the same `Arc` as `embedder`.
+    pub classifier_embedder: Arc<Embedder>,
     /// Unix seconds when loaded.
     pub loaded_at: u64,
+}
+
+impl EmbedModel {
+    /// Loads the model in `dir` twice: exact for the API, and with
+    /// [`CLASSIFIER_WEIGHTS`](crate::runtime::CLASSIFIER_WEIGHTS) for the classifier.
+    pub fn load(name: &str, dir: &Path, loaded_at: u64) -> Result<Self, EmbedError> {
+        let embedder = Arc::new(Embedder::load(dir)?);
+        let weights = crate::runtime::CLASSIFIER_WEIGHTS;
+        let classifier_embedder = if weights == embedder.weight_precision() {
+            embedder.clone()
+        } else {
+            Arc::new(Embedder::load_with(dir, &LoadOptions { weights })?)
+        };
+        Ok(EmbedModel {
+            name: name.to_owned(),
+            embedder,
+            classifier_embedder,
+            loaded_at,
+        })
+    }
 }
 
 /// Shared server state.

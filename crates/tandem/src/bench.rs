@@ -18,7 +18,6 @@ use rand::Rng;
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tandem_embed::Embedder;
 use tandem_engine::Engine;
 use tandem_models::{ModelKind, ModelStore};
 use tandem_server::state::EmbedModel;
@@ -221,11 +220,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
     if args.embedding_model != "none" {
         match store.resolve(&args.embedding_model) {
             Ok(e) if e.kind == ModelKind::Embedding => {
-                embed.push(EmbedModel {
-                    name: e.name.clone(),
-                    embedder: Arc::new(Embedder::load(&e.path)?),
-                    loaded_at: 0,
-                });
+                embed.push(EmbedModel::load(&e.name, &e.path, 0)?);
             }
             _ => eprintln!(
                 "note: embedding model {} not loaded (not pulled)",

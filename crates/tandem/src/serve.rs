@@ -5,7 +5,6 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use std::path::PathBuf;
 use std::sync::Arc;
-use tandem_embed::Embedder;
 use tandem_engine::{Engine, EngineConfig};
 use tandem_models::{ModelKind, ModelStore};
 use tandem_policy::config::{Config, EngineSection, ModelSource};
@@ -162,14 +161,15 @@ pub fn load_models(
                 chat.push(engine);
             }
             ModelKind::Embedding => {
-                let e = Embedder::load(&resolved.path)
+                let e = EmbedModel::load(&entry.name, &resolved.path, unix_now())
                     .with_context(|| format!("loading {}", resolved.path.display()))?;
-                tracing::info!(model = %entry.name, dim = e.dim(), "embedding model loaded");
-                embed.push(EmbedModel {
-                    name: entry.name.clone(),
-                    embedder: Arc::new(e),
-                    loaded_at: unix_now(),
-                });
+                tracing::info!(
+                    model = %entry.name,
+                    dim = e.embedder.dim(),
+                    classifier_weights = %e.classifier_embedder.weight_precision(),
+                    "embedding model loaded"
+                );
+                embed.push(e);
             }
         }
     }

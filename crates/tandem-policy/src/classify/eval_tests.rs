@@ -7,6 +7,7 @@
 //! cargo test --release -p tandem-policy classify::eval_tests::sweep -- --ignored --nocapture
 //! SWEEP_HOLDOUT=1 cargo test ... sweep ...   # the same sweep over the holdout set
 //! cargo test --release -p tandem-policy classify::eval_tests::diagnose -- --ignored --nocapture
+//! TANDEM_CLASSIFIER_WEIGHTS=f32 cargo test ...  # exact MiniLM weights instead of int8
 //! ```
 //!
 //! `classify-eval.jsonl` is the tuning set (it includes two earlier holdout sets that were
@@ -61,9 +62,23 @@ fn minilm() -> Arc<dyn TextEmbedder> {
                 .resolve("minilm-l6")
                 .expect("minilm-l6 must be pulled (`tandem pull minilm-l6`)")
                 .path;
-            Arc::new(MiniLm(tandem_embed::Embedder::load(&path).unwrap()))
+            let weights = eval_weights();
+            eprintln!("MiniLM weights: {weights} (TANDEM_CLASSIFIER_WEIGHTS)");
+            let options = tandem_embed::LoadOptions { weights };
+            Arc::new(MiniLm(
+                tandem_embed::Embedder::load_with(&path, &options).unwrap(),
+            ))
         })
         .clone()
+}
+
+/// Weight precision of the MiniLM under test: `$TANDEM_CLASSIFIER_WEIGHTS` (`f32`, `f16` or
+/// `int8`), by default int8 — what the server's classifier uses
+/// (`tandem_server::runtime::CLASSIFIER_WEIGHTS`).
+fn eval_weights() -> tandem_embed::WeightPrecision {
+    std::env::var("TANDEM_CLASSIFIER_WEIGHTS")
+        .map(|v| v.parse().unwrap())
+        .unwrap_or(tandem_embed::WeightPrecision::Int8)
 }
 
 /// The default classifier over MiniLM, built once for all tests.

@@ -2,7 +2,6 @@
 #![allow(dead_code, clippy::unwrap_used)]
 
 use std::sync::{Arc, OnceLock};
-use tandem_embed::Embedder;
 use tandem_engine::{Engine, EngineConfig};
 use tandem_models::ModelStore;
 use tandem_server::state::EmbedModel;
@@ -45,11 +44,7 @@ pub fn engine() -> Engine {
 pub fn embed_model() -> EmbedModel {
     static EMBED_MODEL: OnceLock<EmbedModel> = OnceLock::new();
     EMBED_MODEL
-        .get_or_init(|| EmbedModel {
-            name: EMBED.into(),
-            embedder: Arc::new(Embedder::load(&resolve(EMBED)).expect("load minilm")),
-            loaded_at: 1,
-        })
+        .get_or_init(|| EmbedModel::load(EMBED, &resolve(EMBED), 1).expect("load minilm"))
         .clone()
 }
 
