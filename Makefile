@@ -6,7 +6,7 @@ CARGO_TARGET_DIR ?= $(TANDEM_HOME)/target
 export TANDEM_HOME CARGO_TARGET_DIR
 BIN := $(CARGO_TARGET_DIR)/release/tandem
 # Models the test suite needs (small and fast).
-TEST_MODELS := smollm2-135m minilm-l6
+TEST_MODELS := smollm2-135m minilm-l6 multilingual-e5-small
 PORT ?= 8080
 
 .PHONY: run test deps build lint test-models test-rust test-python bench clean-target

@@ -26,7 +26,7 @@ pub trait Embed: Send + Sync {
 /// the embedder itself does not know, optional query/passage prefixes (empty for MiniLM),
 /// and truncates inputs to the model's maximum length by tokens.
 pub struct LocalEmbedder {
-    inner: tandem_embed::Embedder,
+    inner: std::sync::Arc<tandem_embed::Embedder>,
     model_id: String,
     query_prefix: String,
     passage_prefix: String,
@@ -46,12 +46,22 @@ impl std::fmt::Debug for LocalEmbedder {
 impl LocalEmbedder {
     /// Wraps a loaded embedder under the id `model_id` (recorded in the bases it builds).
     pub fn new(inner: tandem_embed::Embedder, model_id: impl Into<String>) -> Self {
+        Self::from_shared(std::sync::Arc::new(inner), model_id)
+    }
+
+    /// As [`new`](Self::new), over an embedder shared with others (e.g. the server's
+    /// `/v1/embeddings` model). The model's own query/passage prefixes (`"query: "` and
+    /// `"passage: "` for e5 models) are used.
+    pub fn from_shared(
+        inner: std::sync::Arc<tandem_embed::Embedder>,
+        model_id: impl Into<String>,
+    ) -> Self {
         let special_tokens = inner.count_tokens("").unwrap_or(2);
         Self {
+            query_prefix: inner.query_prefix().to_string(),
+            passage_prefix: inner.passage_prefix().to_string(),
             inner,
             model_id: model_id.into(),
-            query_prefix: String::new(),
-            passage_prefix: String::new(),
             special_tokens,
         }
     }

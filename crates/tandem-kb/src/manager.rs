@@ -111,6 +111,11 @@ impl KbManager {
         &self.dir
     }
 
+    /// The embedding model of new bases.
+    pub fn embedder(&self) -> &Arc<dyn Embed> {
+        &self.embedder
+    }
+
     /// File of the base `name` (after validating the name).
     pub fn path_of(&self, name: &str) -> Result<PathBuf, KbError> {
         validate_name(name)?;

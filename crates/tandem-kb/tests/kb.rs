@@ -19,6 +19,23 @@ fn model_dir() -> PathBuf {
     tandem_kb::tandem_home().join("models").join("minilm-l6")
 }
 
+/// The multilingual model (`tandem pull multilingual-e5-small`), for cross-language recall.
+fn e5() -> Arc<LocalEmbedder> {
+    let dir = tandem_kb::tandem_home()
+        .join("models")
+        .join("multilingual-e5-small");
+    Arc::new(
+        LocalEmbedder::load(&dir)
+            .unwrap_or_else(|e| {
+                panic!(
+                    "{}: {e} (run `tandem pull multilingual-e5-small`)",
+                    dir.display()
+                )
+            })
+            .with_id("multilingual-e5-small"),
+    )
+}
+
 fn embedder() -> Option<Arc<LocalEmbedder>> {
     static EMBEDDER: OnceLock<Option<Arc<LocalEmbedder>>> = OnceLock::new();
     EMBEDDER
@@ -120,8 +137,47 @@ impl Tally {
 #[test]
 fn eval_kb_recall_at_5() {
     let Some(emb) = embedder() else { return };
+    let hybrid = recall_at_5(emb.clone(), true);
+    for key in [
+        "same-language lang=en",
+        "same-language lang=zh",
+        "same-language",
+    ] {
+        assert!(
+            hybrid.rate(key) >= 0.9,
+            "hybrid recall@5 for {key} is {:.3} < 0.9",
+            hybrid.rate(key)
+        );
+    }
+}
+
+/// With the multilingual e5 model (the default for new bases): same-language questions are
+/// found in both languages and overall recall is above MiniLM's (0.81 hybrid). Measured
+/// 2026-11-29: all 0.863, en 0.838, zh 0.887, same-language 0.992, cross-language 0.214 —
+/// cross-language questions are the known gap (the 0.9 over all questions is not
+/// met yet); the floors below guard what works.
+#[test]
+fn eval_kb_recall_at_5_multilingual() {
+    let hybrid = recall_at_5(e5(), false);
+    for (key, floor) in [
+        ("same-language lang=en", 0.95),
+        ("same-language lang=zh", 0.95),
+        ("all", 0.84),
+        ("lang=zh", 0.85),
+    ] {
+        assert!(
+            hybrid.rate(key) >= floor,
+            "hybrid recall@5 (multilingual-e5-small) for {key} is {:.3} < {floor}",
+            hybrid.rate(key)
+        );
+    }
+}
+
+/// Ingests the evaluation set with `emb`, prints recall@5 per mode, language and type, and
+/// returns the hybrid tallies; `extra` also checks filters and MMR.
+fn recall_at_5(emb: Arc<LocalEmbedder>, extra: bool) -> Tally {
     let tmp = tempfile::tempdir().unwrap();
-    let kbs = manager(tmp.path()).unwrap();
+    let kbs = KbManager::new(tmp.path().join("kb"), emb.clone());
     let kb = kbs.create("eval").unwrap();
     let started = std::time::Instant::now();
     let summary = kb
@@ -193,18 +249,9 @@ fn eval_kb_recall_at_5() {
             hybrid = t;
         }
     }
-    eprintln!("{report}");
-
-    for key in [
-        "same-language lang=en",
-        "same-language lang=zh",
-        "same-language",
-    ] {
-        assert!(
-            hybrid.rate(key) >= 0.9,
-            "hybrid recall@5 for {key} is {:.3} < 0.9\n{report}",
-            hybrid.rate(key)
-        );
+    eprintln!("embedding model {}:{report}", emb.model_id());
+    if !extra {
+        return hybrid;
     }
 
     // Filters: a path prefix keeps only matching documents.
@@ -253,6 +300,7 @@ fn eval_kb_recall_at_5() {
     assert!(hit.char_range.end > hit.char_range.start);
     assert!(hit.bm25_rank.is_some() || hit.vector_rank.is_some());
     assert_eq!(kbs.list().unwrap()[0].model_id, emb.model_id());
+    hybrid
 }
 
 fn write(path: &Path, text: &str) {
@@ -453,20 +501,19 @@ fn bad_files_are_reported_and_the_batch_continues() {
             .map(|(p, _)| p.file_name().unwrap().to_string_lossy().into_owned())
             .collect()
     };
-    assert_eq!(s.added, 2, "{s:?}");
+    // Latin-1 text is detected and decoded, not refused.
+    assert_eq!(s.added, 3, "{s:?}");
     assert_eq!(
         names(&s.failed),
-        ["missing.md", "b-latin1.md", "c-binary.txt"],
+        ["missing.md", "c-binary.txt", "f-report.pdf"],
         "{s:?}"
     );
     assert!(s.failed[0].1.contains("cannot access"), "{s:?}");
-    assert!(s.failed[1].1.contains("decode"), "{s:?}");
-    assert_eq!(
-        names(&s.skipped),
-        ["d-empty.md", "e-large.txt", "f-report.pdf"],
-        "{s:?}"
-    );
+    assert!(s.failed[1].1.contains("binary"), "{s:?}");
+    assert!(s.failed[2].1.contains("malformed"), "{s:?}");
+    assert_eq!(names(&s.skipped), ["d-empty.md", "e-large.txt"], "{s:?}");
     assert!(s.skipped[1].1.contains("larger than the limit"), "{s:?}");
+    assert!(!bm25(&kb, "café").is_empty());
     assert_consistent(&kb);
 }
 

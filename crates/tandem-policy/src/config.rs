@@ -202,6 +202,8 @@ pub struct RawRag {
     /// Per knowledge base: `{mode: ...}`.
     #[serde(default)]
     pub knowledge_bases: BTreeMap<String, RawKbSettings>,
+    /// Embedding model of new knowledge bases (default: the classifier's).
+    pub embedding_model: Option<Spanned<String>>,
 }
 
 /// `rag.knowledge_bases.NAME:`.
@@ -233,6 +235,8 @@ pub struct RagSettings {
     pub escalate: tandem_rag::ground::EscalatePolicy,
     /// Modes set per base.
     pub bases: BTreeMap<String, tandem_rag::Mode>,
+    /// Embedding model of new knowledge bases (None: the classifier's).
+    pub embedding_model: Option<String>,
 }
 
 impl Default for RagSettings {
@@ -247,6 +251,7 @@ impl Default for RagSettings {
             max_answer_tokens: 256,
             escalate: tandem_rag::ground::EscalatePolicy::default(),
             bases: BTreeMap::new(),
+            embedding_model: None,
         }
     }
 }
@@ -1277,6 +1282,10 @@ fn compile_rag(
         4096,
         "rag.max_answer_tokens",
     ) as u32;
+    let embedding_model = raw.embedding_model.as_ref().map(|s| {
+        check_model(issues, s, "rag.embedding_model");
+        s.to_string()
+    });
     let escalate = raw.escalate.unwrap_or(d.escalate);
     if !(0.0..=1.0).contains(&escalate.min_support) {
         issues.0.push(ConfigIssue {
@@ -1295,6 +1304,7 @@ fn compile_rag(
         max_answer_tokens,
         escalate,
         bases,
+        embedding_model,
     }
 }
 

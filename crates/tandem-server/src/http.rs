@@ -53,6 +53,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/embeddings", post(embeddings))
         .route("/v1/route/explain", post(route_explain))
         .route("/v1/tandem/stats", get(stats))
+        .route("/v1/kb", get(kb_list).post(kb_create))
+        .route("/v1/kb/{name}", axum::routing::delete(kb_delete))
+        .route("/v1/kb/{name}/ingest", post(kb_ingest))
+        .route("/v1/kb/{name}/search", post(kb_search))
         .route("/v1/models", get(list_models))
         .route("/v1/models/{*id}", get(get_model))
         .route("/health", get(health))
@@ -452,4 +456,184 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
         state.metrics.render(),
     )
         .into_response()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Knowledge bases
+// ---------------------------------------------------------------------------------------------
+
+fn kb_service(state: &AppState) -> Result<Arc<crate::kb::KbService>, HttpError> {
+    state.kb.clone().ok_or_else(|| {
+        HttpError(ApiError::new(
+            ErrorKind::NotFound,
+            "Knowledge bases are not enabled on this server (no embedding model).",
+        ))
+    })
+}
+
+fn json_body(body: &Bytes) -> Result<serde_json::Value, HttpError> {
+    serde_json::from_slice(body).map_err(|e| {
+        HttpError(ApiError::bad_request(format!(
+            "The body is not valid JSON: {e}"
+        )))
+    })
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, HttpError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| {
+            HttpError(ApiError::internal(format!(
+                "knowledge-base task failed: {e}"
+            )))
+        })?
+        .map_err(HttpError)
+}
+
+async fn kb_list(State(state): State<Arc<AppState>>) -> HttpResult {
+    let kb = kb_service(&state)?;
+    Ok(axum::Json(blocking(move || kb.list()).await?).into_response())
+}
+
+async fn kb_create(State(state): State<Arc<AppState>>, body: Bytes) -> HttpResult {
+    let kb = kb_service(&state)?;
+    let v = json_body(&body)?;
+    let name = v
+        .get("name")
+        .and_then(|n| n.as_str())
+        .ok_or_else(|| HttpError(ApiError::invalid("name", "`name` must be a string.")))?
+        .to_string();
+    let out = blocking(move || kb.create(&name)).await?;
+    Ok((StatusCode::CREATED, axum::Json(out)).into_response())
+}
+
+async fn kb_delete(State(state): State<Arc<AppState>>, Path(name): Path<String>) -> HttpResult {
+    let kb = kb_service(&state)?;
+    Ok(axum::Json(blocking(move || kb.remove(&name)).await?).into_response())
+}
+
+/// `{"paths": [...], "files": [{"name", "content" | "content_base64"}], "prune", "tags"}`.
+async fn kb_ingest(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> HttpResult {
+    use base64::Engine as _;
+    let kb = kb_service(&state)?;
+    let v = json_body(&body)?;
+    let obj = v
+        .as_object()
+        .ok_or_else(|| HttpError(ApiError::bad_request("The body must be a JSON object.")))?;
+    for k in obj.keys() {
+        if !["paths", "files", "prune", "tags"].contains(&k.as_str()) {
+            return Err(HttpError(ApiError::invalid(
+                k,
+                format!("Unknown field `{k}`."),
+            )));
+        }
+    }
+    let strings = |key: &str| -> Result<Vec<String>, HttpError> {
+        match obj.get(key) {
+            None => Ok(Vec::new()),
+            Some(a) => a
+                .as_array()
+                .and_then(|a| a.iter().map(|x| x.as_str().map(str::to_string)).collect())
+                .ok_or_else(|| {
+                    HttpError(ApiError::invalid(
+                        key,
+                        format!("`{key}` must be an array of strings."),
+                    ))
+                }),
+        }
+    };
+    let mut paths: Vec<std::path::PathBuf> =
+        strings("paths")?.into_iter().map(Into::into).collect();
+    let tags = strings("tags")?;
+    let prune = match obj.get("prune") {
+        None => false,
+        Some(b) => b
+            .as_bool()
+            .ok_or_else(|| HttpError(ApiError::invalid("prune", "`prune` must be a boolean.")))?,
+    };
+    let mut uploads: Vec<(String, Vec<u8>)> = Vec::new();
+    if let Some(files) = obj.get("files") {
+        let files = files
+            .as_array()
+            .ok_or_else(|| HttpError(ApiError::invalid("files", "`files` must be an array.")))?;
+        for (i, f) in files.iter().enumerate() {
+            let bad = |m: &str| HttpError(ApiError::invalid(format!("files[{i}]"), m.to_string()));
+            let fname = f
+                .get("name")
+                .and_then(|n| n.as_str())
+                .ok_or_else(|| bad("each file needs a string `name`"))?;
+            let fname = crate::kb::upload_name(fname).map_err(HttpError)?;
+            let bytes = match (f.get("content"), f.get("content_base64")) {
+                (Some(c), None) => c
+                    .as_str()
+                    .ok_or_else(|| bad("`content` must be a string"))?
+                    .as_bytes()
+                    .to_vec(),
+                (None, Some(c)) => base64::engine::general_purpose::STANDARD
+                    .decode(
+                        c.as_str()
+                            .ok_or_else(|| bad("`content_base64` must be a string"))?,
+                    )
+                    .map_err(|e| bad(&format!("`content_base64` is not base64: {e}")))?,
+                _ => return Err(bad("give exactly one of `content` and `content_base64`")),
+            };
+            uploads.push((fname, bytes));
+        }
+    }
+    if paths.is_empty() && uploads.is_empty() {
+        return Err(HttpError(ApiError::invalid(
+            "paths",
+            "Give `paths` (on the server) or `files` (uploaded) to ingest.",
+        )));
+    }
+    let out = blocking(move || {
+        if !uploads.is_empty() {
+            let dir = kb.upload_dir(&name)?;
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| ApiError::internal(format!("creating {}: {e}", dir.display())))?;
+            for (fname, bytes) in &uploads {
+                let p = dir.join(fname);
+                std::fs::write(&p, bytes)
+                    .map_err(|e| ApiError::internal(format!("writing {}: {e}", p.display())))?;
+                paths.push(p);
+            }
+        }
+        let opts = tandem_kb::IngestOptions {
+            prune,
+            tags,
+            ..Default::default()
+        };
+        let s = kb.ingest(&name, &paths, &opts)?;
+        Ok(crate::kb::summary_json(&name, &s))
+    })
+    .await?;
+    Ok(axum::Json(out).into_response())
+}
+
+async fn kb_search(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> HttpResult {
+    let kb = kb_service(&state)?;
+    let v = json_body(&body)?;
+    let (query, opts) = crate::kb::parse_search(&v).map_err(HttpError)?;
+    let start = Instant::now();
+    let hits = blocking(move || kb.search_hits(&name, &query, &opts)).await?;
+    let data: Vec<serde_json::Value> = hits
+        .iter()
+        .enumerate()
+        .map(|(i, h)| crate::kb::hit_json(i + 1, h))
+        .collect();
+    Ok(axum::Json(serde_json::json!({
+        "object": "list", "data": data,
+        "took_ms": start.elapsed().as_secs_f64() * 1000.0,
+    }))
+    .into_response())
 }

@@ -10,6 +10,7 @@
 
 pub mod gateway;
 pub mod http;
+pub mod kb;
 pub mod metrics;
 pub mod pipeline;
 pub mod rag;

@@ -63,13 +63,21 @@ pub fn requested(req: &ChatRequest) -> Result<Option<(String, Option<Mode>)>, Ap
             ));
         }
     };
-    match (kb, mode) {
-        (Some(kb), mode) => Ok(Some((kb, mode))),
-        (None, Some(_)) => Err(ApiError::invalid(
+    let from_model = req
+        .model
+        .strip_prefix(tandem_policy::KB_PREFIX)
+        .map(|k| k.trim().to_string());
+    match (kb, from_model, mode) {
+        (Some(a), Some(b), _) if a != b => Err(ApiError::invalid(
+            "tandem.kb",
+            format!("`tandem.kb` (`{a}`) and the model (`kb:{b}`) name different knowledge bases."),
+        )),
+        (Some(kb), _, mode) | (None, Some(kb), mode @ Some(_)) => Ok(Some((kb, mode))),
+        (None, None, Some(_)) => Err(ApiError::invalid(
             "tandem.mode",
             "`tandem.mode` needs `tandem.kb` (or `model: \"kb:NAME\"`).",
         )),
-        (None, None) => Ok(None),
+        (None, _, None) => Ok(None),
     }
 }
 
@@ -206,7 +214,7 @@ pub(crate) async fn answer(
     })?;
     let passages = {
         let (kb, q, k) = (action.kb.clone(), question.clone(), action.top_k);
-        let r: Arc<dyn Retriever> = retriever;
+        let r: Arc<dyn Retriever> = retriever as Arc<dyn Retriever>;
         tokio::task::spawn_blocking(move || r.search(&kb, &q, k))
             .await
             .map_err(|e| ApiError::internal(format!("retrieval task failed: {e}")))??
@@ -268,7 +276,6 @@ pub(crate) async fn answer(
     ctx.acct.with(|r| {
         r.rag_kb = Some(action.kb.clone());
         r.rag_mode = Some(mode.as_str().to_string());
-        r.llm_tokens += t.llm_tokens;
         r.rag_tokens_saved = saved;
         r.escalated = t.escalated;
         r.reasons

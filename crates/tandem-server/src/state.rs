@@ -83,7 +83,7 @@ pub struct AppState {
     /// Where every routed request is recorded (None: not recorded).
     pub ledger: Option<Ledger>,
     /// Knowledge bases for RAG answers (None: not enabled).
-    pub kb: Option<std::sync::Arc<dyn crate::rag::Retriever>>,
+    pub kb: Option<std::sync::Arc<crate::kb::KbService>>,
 }
 
 impl AppState {
@@ -161,9 +161,9 @@ impl AppState {
         }
     }
 
-    /// Enables knowledge-base answers over `retriever`.
-    pub fn with_kb(mut self, retriever: std::sync::Arc<dyn crate::rag::Retriever>) -> Self {
-        self.kb = Some(retriever);
+    /// Enables the knowledge bases (`/v1/kb/...` and RAG answers).
+    pub fn with_kb(mut self, kb: std::sync::Arc<crate::kb::KbService>) -> Self {
+        self.kb = Some(kb);
         self
     }
 

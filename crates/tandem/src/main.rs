@@ -2,6 +2,7 @@
 
 mod bench;
 mod config;
+mod kb;
 mod models;
 mod route;
 mod run;
@@ -53,6 +54,27 @@ enum Command {
     Route(route::RouteArgs),
     /// Requests, local share, cost and savings from the ledger.
     Stats(stats::StatsArgs),
+    /// Create, list and delete knowledge bases.
+    Kb {
+        #[command(subcommand)]
+        cmd: kb::KbCmd,
+    },
+    /// Add files and folders to a knowledge base (re-run to pick up changes).
+    Ingest(kb::IngestArgs),
+    /// Search a knowledge base: the best chunks for a question, with their sources.
+    Ask(kb::AskArgs),
+    /// Evaluate Tandem (RAG modes on a question set).
+    Eval {
+        #[command(subcommand)]
+        cmd: EvalCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum EvalCmd {
+    /// Answer a question set from a knowledge base in each RAG mode; report accuracy,
+    /// citations, "I don't know" precision, LLM tokens and latency, with a chart.
+    Rag(kb::EvalRagArgs),
 }
 
 fn init_tracing() {
@@ -80,6 +102,12 @@ fn main() {
         Command::Config { cmd } => config::run(cmd),
         Command::Route(a) => route::run(a),
         Command::Stats(a) => stats::run(a),
+        Command::Kb { cmd } => kb::run(cmd),
+        Command::Ingest(a) => kb::ingest(a),
+        Command::Ask(a) => kb::ask(a),
+        Command::Eval {
+            cmd: EvalCmd::Rag(a),
+        } => kb::eval_rag(a),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

@@ -176,6 +176,44 @@ pub fn load_models(
     Ok((chat, embed))
 }
 
+/// The knowledge bases, searched with the configuration's embedding model (`rag.embedding_model`,
+/// else the classifier's, else the first loaded one). None without any embedding model.
+pub fn kb_service(cfg: &Config, embed: &[EmbedModel]) -> Option<Arc<tandem_server::kb::KbService>> {
+    let wanted = cfg
+        .rag
+        .embedding_model
+        .as_ref()
+        .or(cfg.embedding_model.as_ref());
+    let m = wanted
+        .and_then(|w| embed.iter().find(|m| &m.name == w))
+        .or_else(|| embed.first())?;
+    let id = match cfg.model(&m.name).map(|s| &s.source) {
+        Some(ModelSource::Local { source, .. }) => source.clone(),
+        _ => m.name.clone(),
+    };
+    let e = tandem_kb::LocalEmbedder::from_shared(m.embedder.clone(), id);
+    let manager = tandem_kb::KbManager::new(crate::kb::kb_dir(), Arc::new(e));
+    let loader: Box<tandem_server::kb::EmbedLoader> =
+        Box::new(|id: &str| crate::kb::load_embedder(id).map_err(|e| format!("{e:#}")));
+    Some(Arc::new(
+        tandem_server::kb::KbService::new(manager).with_loader(loader),
+    ))
+}
+
+/// Everything `serve` loads for `cfg`, without a listener or a ledger (for `tandem eval`).
+pub fn local_state(cfg: Config, pull: bool) -> Result<Arc<AppState>> {
+    let store = ModelStore::from_env();
+    let entries = local_entries(&cfg);
+    let (chat, embed) = load_models(&store, &entries, &EngineArgs::default(), &cfg.engine, pull)?;
+    let kb = kb_service(&cfg, &embed);
+    let state = AppState::with_config(chat, embed, ServerOptions::default(), cfg, None)
+        .map_err(|(e, ..)| anyhow::anyhow!("configuration: {e}"))?;
+    Ok(Arc::new(match kb {
+        Some(kb) => state.with_kb(kb),
+        None => state,
+    }))
+}
+
 fn open_ledger(setting: Option<&str>) -> Result<Option<tandem_ledger::Ledger>> {
     let path = match setting {
         Some("off") | Some("none") | Some("false") => return Ok(None),
@@ -238,9 +276,13 @@ pub fn run(args: ServeArgs) -> Result<()> {
         cfg.server = server;
     }
     let ledger = open_ledger(args.ledger.as_deref().or(cfg.server.ledger.as_deref()))?;
+    let kb = kb_service(&cfg, &embed);
     let state = AppState::with_config(chat, embed, options, cfg, ledger)
         .map_err(|(e, ..)| anyhow::anyhow!("configuration ({cfg_label}): {e}"))?;
-    let state = Arc::new(state);
+    let state = Arc::new(match kb {
+        Some(kb) => state.with_kb(kb),
+        None => state,
+    });
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

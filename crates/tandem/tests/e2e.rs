@@ -259,3 +259,197 @@ fn config_check_reports_each_error_with_its_line() {
     assert!(!ok);
     assert!(err.contains("no ledger"), "{err}");
 }
+
+/// `tandem ingest`, `ask`, `kb ls|rm` and `eval rag` in every mode, with a second `tandem
+/// serve` process as the LLM; a second `eval rag` run answers from its cache.
+#[test]
+fn eval_rag_runs_every_mode_against_a_second_tandem() {
+    let dir = tempfile::tempdir().unwrap();
+    let up_ledger = dir.path().join("upstream.sqlite");
+    let upstream = Server::start(&[
+        "serve",
+        "-m",
+        "smollm2-135m",
+        "--port",
+        "0",
+        "--threads",
+        "1",
+        "--ledger",
+        up_ledger.to_str().unwrap(),
+    ]);
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let docs = dir.path().join("docs");
+    std::fs::create_dir_all(&docs).unwrap();
+    for f in [
+        "hr-leave-policy.md",
+        "it-vpn-helpdesk-guide.md",
+        "auto-insurance-faq.md",
+    ] {
+        std::fs::copy(root.join("eval/rag/kb").join(f), docs.join(f)).unwrap();
+    }
+    let all = std::fs::read_to_string(root.join("eval/rag/questions.jsonl")).unwrap();
+    let picked: Vec<&str> = all
+        .lines()
+        .filter(|l| {
+            let v: Value = serde_json::from_str(l).unwrap();
+            ["q001", "q002", "q069"].contains(&v["id"].as_str().unwrap())
+        })
+        .collect();
+    assert_eq!(picked.len(), 3);
+    let questions = dir.path().join("q.jsonl");
+    std::fs::write(&questions, picked.join("\n")).unwrap();
+    let cfg = dir.path().join("tandem.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            r#"
+models:
+  - name: slm
+    local: smollm2-135m
+    engine: {{threads: 1}}
+  - name: minilm-l6
+    local: minilm-l6
+  - name: llm
+    provider: openai
+    base_url: {}/v1
+    model: smollm2-135m
+policy:
+  local_model: slm
+  llm_model: llm
+  classifier: {{embedding_model: minilm-l6}}
+rag:
+  top_k: 3
+  drafts: 2
+  max_answer_tokens: 24
+  compress_max_tokens: 120
+"#,
+            upstream.url
+        ),
+    )
+    .unwrap();
+    let kb_dir = dir.path().join("kb");
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_tandem"))
+            .args(args)
+            .env("TANDEM_LOG", "error")
+            .env("TANDEM_KB_DIR", &kb_dir)
+            .env("TANDEM_THREADS", "1")
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, out, err) = run(&["ingest", "e2e", docs.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    assert!(out.contains("3 added"), "{out}");
+    let (ok, out, err) = run(&["ingest", "e2e", docs.to_str().unwrap()]);
+    assert!(ok && out.contains("3 unchanged"), "{out}{err}");
+    let (ok, out, err) = run(&[
+        "ask",
+        "e2e",
+        "Which HarborVPN client version is required?",
+        "-k",
+        "2",
+    ]);
+    assert!(ok, "{err}");
+    assert!(
+        out.starts_with("[1] ")
+            && out
+                .lines()
+                .next()
+                .unwrap()
+                .contains("it-vpn-helpdesk-guide.md"),
+        "{out}"
+    );
+    let (ok, out, _) = run(&["kb", "ls"]);
+    assert!(ok && out.contains("e2e"), "{out}");
+
+    let out_dir = dir.path().join("eval");
+    let eval_args = [
+        "eval",
+        "rag",
+        "--kb",
+        "e2e",
+        "--questions",
+        questions.to_str().unwrap(),
+        "--config",
+        cfg.to_str().unwrap(),
+        "--out",
+        out_dir.to_str().unwrap(),
+    ];
+    let (ok, out, err) = run(&eval_args);
+    assert!(ok, "{out}{err}");
+    let report: Value =
+        serde_json::from_str(&std::fs::read_to_string(out_dir.join("report.json")).unwrap())
+            .unwrap();
+    let modes: Vec<&str> = report
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["mode"].as_str().unwrap())
+        .collect();
+    assert_eq!(modes, ["local", "escalate", "compress", "draft_verify"]);
+    for r in report.as_array().unwrap() {
+        assert_eq!(
+            (r["questions"].as_u64(), r["errors"].as_u64()),
+            (Some(3), Some(0)),
+            "{r}"
+        );
+    }
+    assert_eq!(
+        report[0]["llm_tokens_total"], 0,
+        "local never calls the LLM"
+    );
+    assert!(
+        report[2]["llm_tokens_total"].as_u64().unwrap() > 0,
+        "compress always does"
+    );
+    assert!(
+        report[3]["llm_tokens_total"].as_u64().unwrap() > 0,
+        "draft_verify always does"
+    );
+    let svg = std::fs::read_to_string(out_dir.join("chart.svg")).unwrap();
+    assert_eq!(svg.matches("<circle").count(), 4);
+    assert!(
+        std::fs::read_to_string(out_dir.join("report.md"))
+            .unwrap()
+            .contains("| draft_verify |")
+    );
+    let lines = |p: &Path| std::fs::read_to_string(p).unwrap().lines().count();
+    assert_eq!(lines(&out_dir.join("outcomes.jsonl")), 12);
+    let upstream_calls = stats(&up_ledger)["requests"].as_u64().unwrap();
+    assert!(
+        upstream_calls >= 6,
+        "compress and draft_verify call the LLM for each question"
+    );
+
+    // A second run answers from the cache: nothing new reaches the LLM.
+    let (ok, out, err) = run(&eval_args);
+    assert!(ok, "{out}{err}");
+    assert_eq!(lines(&out_dir.join("outcomes.jsonl")), 12);
+    upstream.stop();
+    assert_eq!(
+        stats(&up_ledger)["requests"].as_u64().unwrap(),
+        upstream_calls
+    );
+
+    // A malformed question file names its line.
+    let bad = dir.path().join("bad.jsonl");
+    std::fs::write(&bad, format!("{}\n{{\"id\": 1}}\n", picked[0])).unwrap();
+    let (ok, _, err) = run(&[
+        "eval",
+        "rag",
+        "--kb",
+        "e2e",
+        "--questions",
+        bad.to_str().unwrap(),
+    ]);
+    assert!(!ok && err.contains("line 2"), "{err}");
+    let (ok, out, err) = run(&["kb", "rm", "e2e"]);
+    assert!(ok && out.contains("removed"), "{err}");
+    let (ok, _, err) = run(&["ask", "e2e", "anything"]);
+    assert!(!ok && err.contains("does not exist"), "{err}");
+}
