@@ -28,15 +28,16 @@ pub fn sources_block(passages: &[Passage]) -> String {
 fn answer_system(lang: Lang) -> String {
     match lang {
         Lang::En => format!(
-            "You answer questions using only the numbered sources you are given. \
-             Answer briefly, in English. After each fact, cite its source number in square \
-             brackets, like [1] or [2]. If the sources do not contain the answer, reply \
+            "Answer the question using only the numbered sources. Reply with one or two \
+             complete sentences in English that state the answer, and end each sentence with \
+             the number of its source in square brackets, for example: \"Employees get 14 \
+             days of annual leave [1].\" If the sources do not contain the answer, reply \
              exactly: {}",
             idk_phrase(lang)
         ),
         Lang::Zh => format!(
-            "你只能根據提供的編號資料回答問題。請用繁體中文簡短回答，並在每個事實後用方括號標註\
-             資料編號，例如 [1] 或 [2]。如果資料中沒有答案，請只回答：{}",
+            "請只根據編號資料回答問題。用一到兩個完整的繁體中文句子寫出答案，每句結尾用方括號標註\
+             資料編號，例如：「員工每年有 14 天特休 [1]。」如果資料中沒有答案，請只回答：{}",
             idk_phrase(lang)
         ),
     }
@@ -44,8 +45,8 @@ fn answer_system(lang: Lang) -> String {
 
 fn question_block(lang: Lang, context: &str, question: &str) -> String {
     match lang {
-        Lang::En => format!("Sources:\n{context}\n\nQuestion: {question}\nAnswer:"),
-        Lang::Zh => format!("資料：\n{context}\n\n問題：{question}\n回答："),
+        Lang::En => format!("Sources:\n{context}\n\nQuestion: {question}"),
+        Lang::Zh => format!("資料：\n{context}\n\n問題：{question}"),
     }
 }
 
@@ -167,7 +168,7 @@ mod tests {
         let (sys, user) = answer("How many days?", &ps);
         assert!(sys.contains("I don't know.") && sys.contains("[1]"));
         assert!(user.starts_with("Sources:\n[1] a.md\nAnnual leave is 14 days.\n\n[2] b.md\nB"));
-        assert!(user.ends_with("Question: How many days?\nAnswer:"));
+        assert!(user.ends_with("Question: How many days?"));
         let (sys, user) = answer("特休有幾天？", &ps);
         assert!(sys.contains("我不知道。"));
         assert!(user.contains("問題：特休有幾天？"));

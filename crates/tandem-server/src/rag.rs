@@ -174,6 +174,21 @@ async fn call(
     Ok((c, who))
 }
 
+/// Asks `model` (greedy, no log-probabilities) and books its tokens (`llm`: as LLM tokens).
+/// Returns the answer's text and who gave it.
+async fn answer_from(
+    ctx: &Ctx,
+    model: &str,
+    prompt: (String, String),
+    max_tokens: u32,
+    llm: bool,
+    t: &mut Trace,
+) -> Result<(String, String), ApiError> {
+    let (c, who) = call(ctx, model, &sub_request(model, prompt, max_tokens, false)).await?;
+    t.add(&c, llm);
+    Ok((text_of(&c), who))
+}
+
 /// Answers `req` from knowledge base `action.kb` in `mode`.
 pub(crate) async fn answer(
     ctx: &Ctx,
@@ -233,14 +248,15 @@ pub(crate) async fn answer(
     } else {
         match mode {
             Mode::Local => {
-                let (c, who) = call(
+                answer_from(
                     ctx,
                     &settings.slm,
-                    &sub_request(&settings.slm, full_prompt.clone(), max_answer, false),
+                    full_prompt.clone(),
+                    max_answer,
+                    false,
+                    &mut t,
                 )
-                .await?;
-                t.add(&c, false);
-                (text_of(&c), who)
+                .await?
             }
             Mode::Escalate => {
                 escalate(ctx, &settings, &passages, &full_prompt, max_answer, &mut t).await?
@@ -361,17 +377,8 @@ async fn escalate(
     t.escalated = true;
     t.reasons.extend(why);
     t.llm_prompt_estimate += prompt_estimate(full_prompt);
-    match call(
-        ctx,
-        &s.llm,
-        &sub_request(&s.llm, full_prompt.clone(), max_answer, false),
-    )
-    .await
-    {
-        Ok((c, llm)) => {
-            t.add(&c, true);
-            Ok((text_of(&c), llm))
-        }
+    match answer_from(ctx, &s.llm, full_prompt.clone(), max_answer, true, t).await {
+        Ok(answer) => Ok(answer),
         Err(e) => {
             t.reasons.push(format!(
                 "the LLM failed ({}); returning the SLM's answer",
@@ -433,25 +440,15 @@ async fn compress_mode(
     );
     let p = prompt::answer_compressed(question, &comp);
     t.llm_prompt_estimate += prompt_estimate(&p);
-    match call(ctx, &s.llm, &sub_request(&s.llm, p, max_answer, false)).await {
-        Ok((c, llm)) => {
-            t.add(&c, true);
-            Ok((text_of(&c), llm))
-        }
+    match answer_from(ctx, &s.llm, p, max_answer, true, t).await {
+        Ok(answer) => Ok(answer),
         Err(e) => {
             t.reasons.push(format!(
                 "the LLM failed ({}); the SLM answered from all passages",
                 e.message
             ));
             t.llm_prompt_estimate = 0;
-            let (c, who) = call(
-                ctx,
-                &s.slm,
-                &sub_request(&s.slm, full_prompt.clone(), max_answer, false),
-            )
-            .await?;
-            t.add(&c, false);
-            Ok((text_of(&c), who))
+            answer_from(ctx, &s.slm, full_prompt.clone(), max_answer, false, t).await
         }
     }
 }
@@ -497,10 +494,9 @@ async fn draft_verify(
     t.extra.insert("drafts".into(), serde_json::json!(drafts));
     let p = prompt::verify(question, &drafts);
     t.llm_prompt_estimate += prompt_estimate(&p);
-    match call(ctx, &s.llm, &sub_request(&s.llm, p, max_answer, false)).await {
-        Ok((c, llm)) => {
-            t.add(&c, true);
-            let v = draft::parse_verdict(&text_of(&c), &drafts);
+    match answer_from(ctx, &s.llm, p, max_answer, true, t).await {
+        Ok((text, llm)) => {
+            let v = draft::parse_verdict(&text, &drafts);
             t.reasons.push(match v.best {
                 Some(b) => format!("the LLM chose draft {b} of {}", drafts.len()),
                 None => format!("the LLM chose none of the {} drafts", drafts.len()),
@@ -523,16 +519,7 @@ async fn draft_verify(
             });
             match best {
                 Some(d) => Ok((d.answer.clone(), slm_who)),
-                None => {
-                    let (c, who) = call(
-                        ctx,
-                        &s.slm,
-                        &sub_request(&s.slm, full_prompt.clone(), max_answer, false),
-                    )
-                    .await?;
-                    t.add(&c, false);
-                    Ok((text_of(&c), who))
-                }
+                None => answer_from(ctx, &s.slm, full_prompt.clone(), max_answer, false, t).await,
             }
         }
     }
