@@ -135,6 +135,17 @@ fn prompt_estimate(p: &(String, String)) -> usize {
     estimate_tokens(&p.0) + estimate_tokens(&p.1) + 8
 }
 
+/// What every mode works from.
+#[derive(Clone, Copy)]
+struct Job<'a> {
+    s: &'a RagSettings,
+    question: &'a str,
+    passages: &'a [Passage],
+    /// The answer prompt over all retrieved passages.
+    full_prompt: &'a (String, String),
+    max_answer: u32,
+}
+
 /// Bookkeeping of one RAG answer.
 #[derive(Default)]
 struct Trace {
@@ -241,6 +252,13 @@ pub(crate) async fn answer(
         m.min(settings.max_answer_tokens).max(16)
     });
     let mut t = Trace::default();
+    let job = Job {
+        s: &settings,
+        question: &question,
+        passages: &passages,
+        full_prompt: &full_prompt,
+        max_answer,
+    };
     let (text, answered_by) = if passages.is_empty() {
         t.reasons
             .push("retrieval found nothing: answered \"I don't know\" without a model".into());
@@ -258,33 +276,9 @@ pub(crate) async fn answer(
                 )
                 .await?
             }
-            Mode::Escalate => {
-                escalate(ctx, &settings, &passages, &full_prompt, max_answer, &mut t).await?
-            }
-            Mode::Compress => {
-                compress_mode(
-                    ctx,
-                    &settings,
-                    &question,
-                    &passages,
-                    &full_prompt,
-                    max_answer,
-                    &mut t,
-                )
-                .await?
-            }
-            Mode::DraftVerify => {
-                draft_verify(
-                    ctx,
-                    &settings,
-                    &question,
-                    &passages,
-                    &full_prompt,
-                    max_answer,
-                    &mut t,
-                )
-                .await?
-            }
+            Mode::Escalate => escalate(ctx, job, &mut t).await?,
+            Mode::Compress => compress_mode(ctx, job, &mut t).await?,
+            Mode::DraftVerify => draft_verify(ctx, job, &mut t).await?,
         }
     };
     let citations = tandem_rag::citations(&text, &passages);
@@ -344,14 +338,14 @@ pub(crate) async fn answer(
 }
 
 /// `escalate`: the SLM answers; a failed check sends the same context to the LLM.
-async fn escalate(
-    ctx: &Ctx,
-    s: &RagSettings,
-    passages: &[Passage],
-    full_prompt: &(String, String),
-    max_answer: u32,
-    t: &mut Trace,
-) -> Result<(String, String), ApiError> {
+async fn escalate(ctx: &Ctx, job: Job<'_>, t: &mut Trace) -> Result<(String, String), ApiError> {
+    let Job {
+        s,
+        passages,
+        full_prompt,
+        max_answer,
+        ..
+    } = job;
     let (c, who) = call(
         ctx,
         &s.slm,
@@ -392,13 +386,16 @@ async fn escalate(
 /// `compress`: the SLM picks sentences; the LLM answers from them.
 async fn compress_mode(
     ctx: &Ctx,
-    s: &RagSettings,
-    question: &str,
-    passages: &[Passage],
-    full_prompt: &(String, String),
-    max_answer: u32,
+    job: Job<'_>,
     t: &mut Trace,
 ) -> Result<(String, String), ApiError> {
+    let Job {
+        s,
+        question,
+        passages,
+        full_prompt,
+        max_answer,
+    } = job;
     let sentences = compress::sentences(question, passages, 80);
     let listing = compress::numbered(&sentences);
     let picked = match call(
@@ -456,13 +453,16 @@ async fn compress_mode(
 /// `draft_verify`: SLM drafts from passage subsets; the LLM picks and corrects in one call.
 async fn draft_verify(
     ctx: &Ctx,
-    s: &RagSettings,
-    question: &str,
-    passages: &[Passage],
-    full_prompt: &(String, String),
-    max_answer: u32,
+    job: Job<'_>,
     t: &mut Trace,
 ) -> Result<(String, String), ApiError> {
+    let Job {
+        s,
+        question,
+        passages,
+        full_prompt,
+        max_answer,
+    } = job;
     let subsets = draft::subsets(passages.len(), s.drafts);
     let calls = subsets.iter().map(|idx| {
         let subset: Vec<Passage> = idx
