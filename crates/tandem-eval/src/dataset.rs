@@ -351,7 +351,7 @@ mod tests {
                 "unknown field `colour`",
             ),
             (r#"{"id":"x","prompt":"p","#, "EOF while parsing"),
-            ("this is not json", "expected value"),
+            ("oops, not json", "expected value"),
             ("[1,2]", "invalid type: sequence"),
         ];
         for (bad, want) in cases {
