@@ -171,10 +171,16 @@ pub fn load(text: &str) -> Result<Vec<Item>, DatasetError> {
             continue;
         }
         let err = |message: String| DatasetError::Line { line, message };
-        let item: Item = serde_json::from_str(raw).map_err(|e| {
-            // serde_json's own position is relative to the line; the line number is ours.
-            err(strip_position(&e.to_string()))
-        })?;
+        // serde_json's own position is relative to the line; the line number is ours.
+        let value: serde_json::Value =
+            serde_json::from_str(raw).map_err(|e| err(strip_position(&e.to_string())))?;
+        if !value.is_object() {
+            return Err(err(format!(
+                "expected a JSON object (one item per line), got {}",
+                kind_of(&value)
+            )));
+        }
+        let item: Item = serde_json::from_value(value).map_err(|e| err(e.to_string()))?;
         validate(&item).map_err(err)?;
         if let Some(&first) = seen.get(&item.id) {
             return Err(DatasetError::Duplicate {
@@ -190,6 +196,17 @@ pub fn load(text: &str) -> Result<Vec<Item>, DatasetError> {
         return Err(DatasetError::Empty);
     }
     Ok(items)
+}
+
+fn kind_of(v: &serde_json::Value) -> &'static str {
+    match v {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Object(_) => "an object",
+    }
 }
 
 fn strip_position(msg: &str) -> String {
@@ -352,7 +369,10 @@ mod tests {
             ),
             (r#"{"id":"x","prompt":"p","#, "EOF while parsing"),
             ("oops, not json", "expected value"),
-            ("[1,2]", "invalid type: sequence"),
+            (
+                "[1,2]",
+                "expected a JSON object (one item per line), got an array",
+            ),
         ];
         for (bad, want) in cases {
             let text = format!("{GOOD}\n\n{bad}\n");
