@@ -275,15 +275,29 @@ pub fn to_jsonl(items: &[Item]) -> String {
     out
 }
 
-/// A stable 64-bit hash (FNV-1a) of `s`: splits and samples must not change between runs,
-/// platforms or Rust versions, which `std`'s hasher does not promise.
+/// A stable 64-bit hash of `s`: splits and samples must not change between runs, platforms
+/// or Rust versions, which `std`'s hasher does not promise. FNV-1a followed by MurmurHash3's
+/// finalizer, so that ids differing only in their last characters (`mmlu-00041`,
+/// `mmlu-00042`) land far apart — FNV-1a alone keeps such ids next to each other when sorted.
 pub fn stable_hash(s: &str) -> u64 {
+    fmix64(fnv1a(s))
+}
+
+fn fnv1a(s: &str) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in s.bytes() {
         h ^= u64::from(b);
         h = h.wrapping_mul(0x0000_0100_0000_01b3);
     }
     h
+}
+
+fn fmix64(mut k: u64) -> u64 {
+    k ^= k >> 33;
+    k = k.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    k ^= k >> 33;
+    k = k.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    k ^ (k >> 33)
 }
 
 #[cfg(test)]
@@ -400,9 +414,16 @@ mod tests {
     }
 
     #[test]
-    fn stable_hash_is_fnv1a() {
-        // Reference values of 64-bit FNV-1a.
-        assert_eq!(stable_hash(""), 0xcbf2_9ce4_8422_2325);
-        assert_eq!(stable_hash("a"), 0xaf63_dc4c_8601_ec8c);
+    fn stable_hash_is_fnv1a_then_fmix64() {
+        // Reference values of 64-bit FNV-1a and of MurmurHash3's fmix64.
+        assert_eq!(fnv1a(""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(fnv1a("a"), 0xaf63_dc4c_8601_ec8c);
+        assert_eq!(fmix64(0), 0);
+        assert_eq!(stable_hash("a"), fmix64(0xaf63_dc4c_8601_ec8c));
+        // Neighbouring ids are spread over the whole range: the top bits differ.
+        let tops: std::collections::BTreeSet<u64> = (0..64)
+            .map(|i| stable_hash(&format!("mmlu-{i:05}")) >> 60)
+            .collect();
+        assert!(tops.len() >= 12, "{tops:?}");
     }
 }

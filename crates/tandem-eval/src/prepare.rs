@@ -81,19 +81,22 @@ fn src_err(source_name: &str, line: usize, message: impl Into<String>) -> Prepar
 
 /// The system prompt of MMLU items.
 pub fn mmlu_system(topic: &str) -> String {
-    format!(
-        "The following is a multiple choice question about {topic}. Reply with the letter of \
-         the correct option (A, B, C or D) only."
-    )
+    format!("The following is a multiple choice question about {topic}.")
 }
+
+/// Appended to an MMLU question and its options. After the options, not in the system
+/// prompt: there the 0.5B model starts explaining ("To determine…") instead of answering.
+pub const MMLU_INSTRUCTION: &str =
+    "Reply with the letter (A, B, C or D) of the correct option only.";
 
 /// The system prompt of GSM items in English.
 pub const GSM_SYSTEM_EN: &str = "Solve the math problem. Reason step by step in a few short \
-sentences, then give the final answer on the last line in the form \"#### <number>\".";
+sentences, then write the final answer on the last line as \"#### \" followed by the number, \
+for example \"#### 42\".";
 
 /// The system prompt of GSM items in Traditional Chinese.
-pub const GSM_SYSTEM_ZH: &str =
-    "請解答這道數學題。用幾個簡短的句子逐步推理，最後一行以「#### 數字」的格式寫出最終答案。";
+pub const GSM_SYSTEM_ZH: &str = "請解答這道數學題。用幾個簡短的句子逐步推理，然後在最後一行寫出「#### 」\
+和最終答案的數字，例如「#### 42」。";
 
 #[derive(Deserialize)]
 struct MmluRow {
@@ -210,6 +213,10 @@ fn mmlu(text: &str) -> Result<Vec<Candidate>, PrepareError> {
         }
         let row: MmluRow =
             serde_json::from_str(line).map_err(|e| src_err("mmlu.jsonl", i + 1, e.to_string()))?;
+        // The package concatenates per-subject CSV files: their header rows came along.
+        if row.question == "question" && row.correct_answer == "answer" {
+            continue;
+        }
         let answer = row.correct_answer.trim().to_ascii_uppercase();
         if !matches!(answer.as_str(), "A" | "B" | "C" | "D") {
             return Err(src_err(
@@ -225,7 +232,7 @@ fn mmlu(text: &str) -> Result<Vec<Candidate>, PrepareError> {
             row.topic.trim().to_owned()
         };
         let prompt = format!(
-            "{}\nA. {}\nB. {}\nC. {}\nD. {}",
+            "{}\nA. {}\nB. {}\nC. {}\nD. {}\n\n{MMLU_INSTRUCTION}",
             row.question.trim(),
             row.answer_a.trim(),
             row.answer_b.trim(),
@@ -296,7 +303,7 @@ fn gsm(files: &[(String, String, String)]) -> Result<Vec<Candidate>, PrepareErro
                 system: Some(system.to_owned()),
                 prompt: t.question.trim().to_owned(),
                 grader: Grader::Number { answer },
-                max_tokens: 384,
+                max_tokens: 256,
             },
         });
     }
@@ -416,7 +423,11 @@ mod tests {
         assert_eq!(items.len(), 6 + 12 + 6);
         let m = items.iter().find(|i| i.source == "mmlu").unwrap();
         assert_eq!(m.grader, Grader::Choice { answer: "B".into() });
-        assert!(m.prompt.ends_with("\nD. d"), "{}", m.prompt);
+        assert!(
+            m.prompt.ends_with(&format!("\nD. d\n\n{MMLU_INSTRUCTION}")),
+            "{}",
+            m.prompt
+        );
         assert!(m.system.as_deref().unwrap().contains("high school physics"));
         assert_eq!(m.category, "high_school_physics");
         let g = items.iter().find(|i| i.id == "gsm-zh-0003").unwrap();
@@ -484,6 +495,13 @@ mod tests {
         ));
         let e = prepare(&s, &Options::default()).unwrap_err();
         assert!(e.to_string().starts_with("mmlu.jsonl line 2:"), "{e}");
+        // ...but a stray CSV header row is skipped.
+        let header = serde_json::json!({"question": "question", "answer_a": "answer_a",
+            "answer_b": "answer_b", "answer_c": "answer_c", "answer_d": "answer_d",
+            "correct_answer": "answer", "topic": "x"});
+        s.mmlu = Some(format!("{}\n{header}", mmlu_line("ok", "A")));
+        let items = prepare(&s, &Options::default()).unwrap();
+        assert_eq!(items.iter().filter(|i| i.source == "mmlu").count(), 1);
 
         let mut s = sources(2);
         s.gsm.push((

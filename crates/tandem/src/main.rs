@@ -2,6 +2,7 @@
 
 mod bench;
 mod config;
+mod evalroute;
 mod kb;
 mod models;
 mod route;
@@ -63,7 +64,7 @@ enum Command {
     Ingest(kb::IngestArgs),
     /// Search a knowledge base: the best chunks for a question, with their sources.
     Ask(kb::AskArgs),
-    /// Evaluate Tandem (RAG modes on a question set).
+    /// Evaluate Tandem: RAG modes on a question set, routers on a dataset.
     Eval {
         #[command(subcommand)]
         cmd: EvalCmd,
@@ -75,6 +76,12 @@ enum EvalCmd {
     /// Answer a question set from a knowledge base in each RAG mode; report accuracy,
     /// citations, "I don't know" precision, LLM tokens and latency, with a chart.
     Rag(kb::EvalRagArgs),
+    /// Build a routing dataset (MMLU, GSM in English and Traditional Chinese, MT-Bench)
+    /// from the offline data packages, with a fixed dev/test split.
+    Prepare(evalroute::PrepareArgs),
+    /// Run a dataset through the SLM alone, the LLM alone and each router over a sweep of
+    /// thresholds (answers cached); report PGR, APGR, CPT, cost and a chart.
+    Route(evalroute::EvalRouteArgs),
 }
 
 fn init_tracing() {
@@ -105,9 +112,11 @@ fn main() {
         Command::Kb { cmd } => kb::run(cmd),
         Command::Ingest(a) => kb::ingest(a),
         Command::Ask(a) => kb::ask(a),
-        Command::Eval {
-            cmd: EvalCmd::Rag(a),
-        } => kb::eval_rag(a),
+        Command::Eval { cmd } => match cmd {
+            EvalCmd::Rag(a) => kb::eval_rag(a),
+            EvalCmd::Prepare(a) => evalroute::prepare(a),
+            EvalCmd::Route(a) => evalroute::eval_route(a),
+        },
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");
