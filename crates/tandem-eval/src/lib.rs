@@ -1,0 +1,13 @@
+//! Evaluation harness for the hybrid (issue 5): graders for model answers, RouteLLM-style
+//! cost–quality curves (PGR, APGR, CPT), a learned kNN router, threshold calibration on a
+//! dev split and JSON/Markdown/SVG reports. Pure logic: no model, no engine; the only I/O
+//! is the router file (`knn::LearnedRouter::save` / `load`).
+
+pub mod calibrate;
+pub mod error;
+pub mod grade;
+pub mod knn;
+pub mod metrics;
+pub mod report;
+
+pub use error::EvalError;
