@@ -1,8 +1,16 @@
-//! Evaluating Tandem's routing the way the routing literature does (RouteLLM, RouterBench):
-//! datasets with graders, the SLM-only / LLM-only baselines, routers swept over thresholds,
-//! PGR / APGR / CPT, a learned router over query embeddings, calibration and reports.
-//!
-//! Pure logic: running the models is the caller's job (the `tandem eval route` command).
+//! Evaluation harness for the hybrid (issue 5): routing datasets prepared from the offline
+//! data packages, graders for model answers, RouteLLM-style cost–quality curves (PGR, APGR,
+//! CPT), a learned kNN router, threshold calibration on a dev split and JSON/Markdown/SVG
+//! reports. Pure logic: no model, no engine (the `tandem eval route` command runs the
+//! models); the only I/O is the router file (`knn::LearnedRouter::save` / `load`).
 
+pub mod calibrate;
 pub mod dataset;
+pub mod error;
+pub mod grade;
+pub mod knn;
+pub mod metrics;
 pub mod prepare;
+pub mod report;
+
+pub use error::EvalError;
