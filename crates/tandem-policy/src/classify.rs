@@ -71,6 +71,7 @@ mod builtin;
 mod lexicon;
 mod ngram;
 mod text;
+pub use text::embed_window;
 
 #[cfg(test)]
 mod eval_tests;

@@ -359,7 +359,7 @@ pub struct EvalRouteArgs {
     pub pull: bool,
 }
 
-fn bar(len: usize, what: &str) -> indicatif::ProgressBar {
+pub fn bar(len: usize, what: &str) -> indicatif::ProgressBar {
     let bar = indicatif::ProgressBar::new(len as u64);
     bar.set_style(
         indicatif::ProgressStyle::with_template(&format!(
@@ -436,6 +436,5 @@ pub fn eval_route(a: EvalRouteArgs) -> Result<()> {
         println!("{} answers cached in {}", answers.len(), a.out.display());
         return Ok(());
     }
-    let _ = (&judge, &rt);
-    bail!("reports are not wired yet")
+    crate::evalreport::report(&a, &state, &rt, &items, &answers, &slm, &llm, &judge)
 }

@@ -2,6 +2,7 @@
 
 mod bench;
 mod config;
+mod evalreport;
 mod evalroute;
 mod kb;
 mod models;
@@ -64,6 +65,11 @@ enum Command {
     Ingest(kb::IngestArgs),
     /// Search a knowledge base: the best chunks for a question, with their sources.
     Ask(kb::AskArgs),
+    /// Train and calibrate the learned router.
+    Router {
+        #[command(subcommand)]
+        cmd: evalreport::RouterCmd,
+    },
     /// Evaluate Tandem: RAG modes on a question set, routers on a dataset.
     Eval {
         #[command(subcommand)]
@@ -112,6 +118,7 @@ fn main() {
         Command::Kb { cmd } => kb::run(cmd),
         Command::Ingest(a) => kb::ingest(a),
         Command::Ask(a) => kb::ask(a),
+        Command::Router { cmd } => evalreport::run_router(cmd),
         Command::Eval { cmd } => match cmd {
             EvalCmd::Rag(a) => kb::eval_rag(a),
             EvalCmd::Prepare(a) => evalroute::prepare(a),

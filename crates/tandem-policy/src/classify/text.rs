@@ -34,7 +34,7 @@ fn char_cost(c: char) -> usize {
 /// The part of `text` that is embedded: the whole (trimmed) text when it fits
 /// [`EMBED_BUDGET`], otherwise its head (¾ of the budget) and tail (¼) joined by a newline.
 /// Runs in time proportional to the budget, not to the text.
-pub(super) fn embed_window(text: &str) -> Cow<'_, str> {
+pub fn embed_window(text: &str) -> Cow<'_, str> {
     let text = text.trim();
     let head_end = prefix_within(text, EMBED_BUDGET);
     if head_end == text.len() {

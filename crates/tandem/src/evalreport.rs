@@ -1,0 +1,760 @@
+//! The second half of `tandem eval route` (grading, routers, curves, calibration, report)
+//! and `tandem router train|calibrate`.
+
+use crate::evalroute::{
+    Answer, EvalRouteArgs, JsonlCache, answer_key, chat_text, item_key, judge_prompts_text,
+    load_dataset,
+};
+use anyhow::{Context, Result, anyhow, bail};
+use clap::{Args, Subcommand};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+use tandem_eval::calibrate::{self, Target};
+use tandem_eval::dataset::{Grader, Item, Split};
+use tandem_eval::grade;
+use tandem_eval::knn::LearnedRouter;
+use tandem_eval::metrics::{self, RouterKind, Sample};
+use tandem_eval::report::{self, CalibratedResult, Report, RouterResult};
+use tandem_server::AppState;
+
+/// Neighbours of the learned router trained by `eval route` and `router train`.
+pub const DEFAULT_K: usize = 10;
+
+/// The judge's verdict on one answer (a line of `judgements.jsonl`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Judgement {
+    pub id: String,
+    /// The model that answered.
+    pub model: String,
+    /// Key of the answer's request.
+    pub key: String,
+    pub judge: String,
+    /// 1–10, `None` when the judge's reply had no rating.
+    pub score: Option<f64>,
+    /// The judge's reply.
+    pub text: String,
+}
+
+fn judgement_key(id: &str, model: &str, key: &str, judge: &str) -> String {
+    format!("{id}\u{0}{model}\u{0}{key}\u{0}{judge}")
+}
+
+/// Quality of an answer in 0..=1, `None` while a judge verdict is missing.
+fn quality(it: &Item, ans: &Answer, judged: Option<&Judgement>) -> Option<f64> {
+    match &it.grader {
+        Grader::Choice { answer } => {
+            let want = answer.chars().next()?;
+            Some(f64::from(u8::from(grade::grade_choice(&ans.text, want))))
+        }
+        Grader::Number { answer } => Some(f64::from(u8::from(
+            grade::extract_number(&ans.text).is_some_and(|n| grade::numbers_match(n, *answer)),
+        ))),
+        Grader::Judge { .. } => judged.and_then(|j| j.score).map(|s| s / 10.0),
+    }
+}
+
+/// Asks the judge for every open-ended answer not judged yet.
+fn judge_all(
+    state: &Arc<AppState>,
+    rt: &tokio::runtime::Runtime,
+    items: &[Item],
+    answers: &JsonlCache<Answer>,
+    models: [&str; 2],
+    judge: &str,
+    cache: &mut JsonlCache<Judgement>,
+) -> Result<()> {
+    let todo: Vec<(&Item, &Answer)> = items
+        .iter()
+        .filter(|it| matches!(it.grader, Grader::Judge { .. }))
+        .flat_map(|it| {
+            models
+                .iter()
+                .filter_map(move |m| answers.get(&answer_key(&it.id, m, &item_key(it))))
+                .map(move |a| (it, a))
+        })
+        .filter(|(it, a)| {
+            cache
+                .get(&judgement_key(&it.id, &a.model, &a.key, judge))
+                .is_none()
+        })
+        .collect();
+    if todo.is_empty() {
+        return Ok(());
+    }
+    let prompts = grade::load_judge_prompts(&judge_prompts_text()?)?;
+    let pb = crate::evalroute::bar(todo.len(), "judgements");
+    for (it, a) in todo {
+        let Grader::Judge { reference } = &it.grader else {
+            continue;
+        };
+        let name = if reference.is_some() {
+            grade::JUDGE_WITH_REFERENCE
+        } else {
+            grade::JUDGE_GENERAL
+        };
+        let prompt = grade::find_judge(&prompts, name)
+            .ok_or_else(|| anyhow!("the judge prompts have no `{name}`"))?;
+        let (system, user) = grade::render_judge(prompt, &it.prompt, &a.text, reference.as_deref())?;
+        let body = serde_json::json!({
+            "model": judge,
+            "messages": [{"role": "system", "content": system}, {"role": "user", "content": user}],
+            "max_tokens": 320,
+            "temperature": 0,
+        });
+        pb.set_message(format!("{} ({})", it.id, a.model));
+        match rt.block_on(chat_text(state, body)) {
+            Ok((c, _)) => {
+                let text = c
+                    .choices
+                    .first()
+                    .map(|ch| ch.message.content.clone())
+                    .unwrap_or_default();
+                let j = Judgement {
+                    id: it.id.clone(),
+                    model: a.model.clone(),
+                    key: a.key.clone(),
+                    judge: judge.to_owned(),
+                    score: grade::parse_judge_score(&text),
+                    text,
+                };
+                cache.insert(judgement_key(&j.id, &j.model, &j.key, judge), j)?;
+            }
+            Err(e) => pb.println(format!("judging {} ({}): {e:#}", it.id, a.model)),
+        }
+        pb.inc(1);
+    }
+    pb.finish_and_clear();
+    Ok(())
+}
+
+/// One graded item: both answers with their quality, cost and latency.
+struct Graded<'a> {
+    item: &'a Item,
+    slm: &'a Answer,
+    sample: Sample,
+}
+
+fn price_of(cfg: &tandem_policy::Config, model: &str) -> tandem_policy::config::Price {
+    cfg.model(model).map(|m| m.price).unwrap_or_default()
+}
+
+/// Items whose two answers are cached and graded, with the count of the others.
+fn graded<'a>(
+    cfg: &tandem_policy::Config,
+    items: &'a [Item],
+    answers: &'a JsonlCache<Answer>,
+    judgements: &JsonlCache<Judgement>,
+    slm: &str,
+    llm: &str,
+    judge: &str,
+) -> (Vec<Graded<'a>>, usize) {
+    let (ps, pl) = (price_of(cfg, slm), price_of(cfg, llm));
+    let mut out = Vec::new();
+    let mut missing = 0;
+    for it in items {
+        let key = item_key(it);
+        let (Some(a), Some(b)) = (
+            answers.get(&answer_key(&it.id, slm, &key)),
+            answers.get(&answer_key(&it.id, llm, &key)),
+        ) else {
+            missing += 1;
+            continue;
+        };
+        let jq = |ans: &Answer| judgements.get(&judgement_key(&it.id, &ans.model, &key, judge));
+        let (Some(qa), Some(qb)) = (quality(it, a, jq(a)), quality(it, b, jq(b))) else {
+            missing += 1;
+            continue;
+        };
+        out.push(Graded {
+            item: it,
+            slm: a,
+            sample: Sample {
+                id: it.id.clone(),
+                slm_quality: qa,
+                llm_quality: qb,
+                slm_cost: ps.cost(a.prompt_tokens, a.completion_tokens),
+                llm_cost: pl.cost(b.prompt_tokens, b.completion_tokens),
+                slm_latency_ms: a.latency_ms,
+                llm_latency_ms: b.latency_ms,
+                slm_score: a.mean_logprob.unwrap_or(f64::NEG_INFINITY),
+            },
+        });
+    }
+    (out, missing)
+}
+
+/// "The SLM's answer was good enough": 1 when it is at least as good as the LLM's.
+pub fn win_label(s: &Sample) -> f32 {
+    if s.slm_quality + 1e-9 >= s.llm_quality {
+        1.0
+    } else {
+        0.0
+    }
+}
+
+/// The router's input: the classifier's embedding (int8 MiniLM) of the classifier's window
+/// of the user message — exactly what the server computes for `slm_win_probability`.
+pub fn router_vectors(
+    embedder: &tandem_embed::Embedder,
+    texts: &[&str],
+) -> Result<Vec<Vec<f32>>> {
+    let windows: Vec<std::borrow::Cow<'_, str>> = texts
+        .iter()
+        .map(|t| tandem_policy::classify::embed_window(t))
+        .collect();
+    let mut out = Vec::with_capacity(texts.len());
+    for chunk in windows.chunks(32) {
+        let refs: Vec<&str> = chunk.iter().map(|w| w.as_ref()).collect();
+        out.extend(embedder.embed(&refs)?.vectors);
+    }
+    Ok(out)
+}
+
+/// The classifier's embedder of a loaded state, with its name.
+fn classifier_embedder(state: &AppState) -> Result<(String, Arc<tandem_embed::Embedder>)> {
+    let rt = state.runtime();
+    let name = rt
+        .config
+        .embedding_model
+        .clone()
+        .ok_or_else(|| anyhow!("the configuration has no embedding model for the classifier"))?;
+    let m = state
+        .embed_models()
+        .find(|m| m.name == name)
+        .ok_or_else(|| anyhow!("embedding model `{name}` is not loaded"))?;
+    Ok((name, m.classifier_embedder.clone()))
+}
+
+/// Scores of the configured rule policy: 1 where it sends the item to the LLM (a cascade
+/// escalates by its own thresholds on the cached SLM answer), else 0.
+fn policy_scores(
+    state: &Arc<AppState>,
+    rt: &tokio::runtime::Runtime,
+    g: &[&Graded],
+    llm: &str,
+) -> Result<Vec<f64>> {
+    use tandem_server::gateway::{self, RequestMeta};
+    let mut out = Vec::with_capacity(g.len());
+    for x in g {
+        let mut messages = Vec::new();
+        if let Some(s) = &x.item.system {
+            messages.push(serde_json::json!({"role": "system", "content": s}));
+        }
+        messages.push(serde_json::json!({"role": "user", "content": x.item.prompt}));
+        let body = serde_json::json!({"model": "auto", "messages": messages});
+        let req = tandem_types::openai::parse_chat_request(body.to_string().as_bytes(), false)
+            .map_err(|e| anyhow!("{}", e.message))?;
+        let meta = RequestMeta {
+            headers: Vec::new(),
+            start: std::time::Instant::now(),
+            ts_ms: gateway::now_ms(),
+        };
+        let (doc, ..) = rt
+            .block_on(gateway::explain(state, &req, &meta))
+            .map_err(|e| anyhow!("explaining {}: {}", x.item.id, e.message))?;
+        let action = &doc["action"];
+        let to_llm = match action["type"].as_str() {
+            Some("cascade") => {
+                let t = &action["thresholds"];
+                let below = |v: Option<f64>, limit: Option<f64>| match (v, limit) {
+                    (Some(v), Some(l)) => v < l,
+                    (None, Some(_)) => true,
+                    _ => false,
+                };
+                below(x.slm.mean_logprob, t["min_mean_logprob"].as_f64())
+                    || below(x.slm.min_logprob, t["min_token_logprob"].as_f64())
+                    || (t["escalate_on_refusal"].as_bool().unwrap_or(false)
+                        && tandem_rag::cite::is_idk(&x.slm.text))
+            }
+            _ => doc["model"].as_str() == Some(llm),
+        };
+        out.push(if to_llm { 1.0 } else { 0.0 });
+    }
+    Ok(out)
+}
+
+/// A router evaluated on the report split, calibrated on the dev split.
+fn result(
+    name: &str,
+    kind: RouterKind,
+    test: &[Sample],
+    test_scores: &[f64],
+    dev: Option<(&[Sample], &[f64])>,
+    target: f64,
+) -> Result<RouterResult> {
+    let mut r = RouterResult::new(name, kind, metrics::curve(test, test_scores, kind)?);
+    if let Some((dev, dev_scores)) = dev.filter(|(d, _)| !d.is_empty()) {
+        let s = metrics::summary(dev)?;
+        let dev_curve = metrics::curve(dev, dev_scores, kind)?;
+        if let Some(c) = calibrate::calibrate(
+            &dev_curve,
+            s.llm_only.quality,
+            s.slm_only.quality,
+            Target::QualityFraction(target),
+        ) {
+            let test_point = calibrate::apply(c.threshold, test, test_scores, kind)?;
+            r.calibrated = Some(CalibratedResult {
+                calibration: c,
+                test: test_point,
+            });
+        }
+    }
+    Ok(r)
+}
+
+fn split_of<'a, 'b>(g: &'b [Graded<'a>], s: Split) -> Vec<&'b Graded<'a>> {
+    g.iter().filter(|x| x.item.split == s).collect()
+}
+
+#[allow(clippy::too_many_arguments)]
+pub fn report(
+    a: &EvalRouteArgs,
+    state: &Arc<AppState>,
+    rt: &tokio::runtime::Runtime,
+    items: &[Item],
+    answers: &JsonlCache<Answer>,
+    slm: &str,
+    llm: &str,
+    judge: &str,
+) -> Result<()> {
+    let mut judgements: JsonlCache<Judgement> =
+        JsonlCache::open(&a.out.join("judgements.jsonl"), |j: &Judgement| {
+            judgement_key(&j.id, &j.model, &j.key, &j.judge)
+        })?;
+    judge_all(state, rt, items, answers, [slm, llm], judge, &mut judgements)?;
+    let runtime = state.runtime();
+    let (all, missing) = graded(&runtime.config, items, answers, &judgements, slm, llm, judge);
+    if missing > 0 {
+        eprintln!("{missing} items lack an answer or a verdict and are left out (re-run to complete them)");
+    }
+    let dev = split_of(&all, Split::Dev);
+    let mut test = split_of(&all, Split::Test);
+    let mut split = "test";
+    if test.is_empty() {
+        test = dev.clone();
+        split = "dev";
+    }
+    if test.is_empty() {
+        bail!("no item has both answers graded yet");
+    }
+    let samples = |v: &[&Graded]| -> Vec<Sample> { v.iter().map(|x| x.sample.clone()).collect() };
+    let (test_s, dev_s) = (samples(&test), samples(&dev));
+    let calib = |scores: &[f64]| -> Option<(Vec<Sample>, Vec<f64>)> {
+        (split == "test" && !dev_s.is_empty()).then(|| (dev_s.clone(), scores.to_vec()))
+    };
+    let mut routers = Vec::new();
+
+    // Cascade on the SLM's mean token log-probability (low confidence → LLM).
+    let conf = |v: &[&Graded]| -> Vec<f64> { v.iter().map(|x| -x.sample.slm_score).collect() };
+    let dev_c = calib(&conf(&dev));
+    routers.push(result(
+        "cascade (SLM mean logprob)",
+        RouterKind::Cascade,
+        &test_s,
+        &conf(&test),
+        dev_c.as_ref().map(|(s, c)| (s.as_slice(), c.as_slice())),
+        a.target,
+    )?);
+
+    // The configured rule policy (a single operating point).
+    let pol_test = policy_scores(state, rt, &test, llm)?;
+    let pol_dev = policy_scores(state, rt, &dev, llm)?;
+    let dev_p = calib(&pol_dev);
+    routers.push(result(
+        "rule policy (config)",
+        RouterKind::Route,
+        &test_s,
+        &pol_test,
+        dev_p.as_ref().map(|(s, c)| (s.as_slice(), c.as_slice())),
+        a.target,
+    )?);
+
+    // Learned kNN router: trained on the dev split (its dev scores are leave-one-out), or
+    // the router files given.
+    let (emb_name, embedder) = classifier_embedder(state)?;
+    let texts = |v: &[&Graded]| -> Vec<String> { v.iter().map(|x| x.item.prompt.clone()).collect() };
+    let test_texts = texts(&test);
+    let test_refs: Vec<&str> = test_texts.iter().map(String::as_str).collect();
+    let test_vecs = router_vectors(&embedder, &test_refs)?;
+    if split == "test" && dev.len() >= 2 {
+        let dev_texts = texts(&dev);
+        let dev_refs: Vec<&str> = dev_texts.iter().map(String::as_str).collect();
+        let dev_vecs = router_vectors(&embedder, &dev_refs)?;
+        let examples: Vec<(Vec<f32>, f32)> = dev_vecs
+            .into_iter()
+            .zip(&dev)
+            .map(|(v, x)| (v, win_label(&x.sample)))
+            .collect();
+        let router = LearnedRouter::train(&examples, &emb_name, DEFAULT_K.min(dev.len() - 1))?;
+        let path = a.out.join("router.knn");
+        router.save(&path)?;
+        let loo: Vec<f64> = router
+            .leave_one_out_predictions()
+            .iter()
+            .map(|p| 1.0 - f64::from(*p))
+            .collect();
+        let scores: Vec<f64> = test_vecs
+            .iter()
+            .map(|v| 1.0 - f64::from(router.slm_win_probability(v)))
+            .collect();
+        routers.push(result(
+            &format!("learned kNN (k={}, trained on dev)", router.k()),
+            RouterKind::Route,
+            &test_s,
+            &scores,
+            Some((&dev_s, &loo)),
+            a.target,
+        )?);
+        eprintln!("trained router saved to {}", path.display());
+    }
+    for file in &a.routers {
+        let router = LearnedRouter::load_expecting(file, &emb_name, embedder.dim())
+            .with_context(|| format!("loading the router {}", file.display()))?;
+        let score = |vs: &[Vec<f32>]| -> Vec<f64> {
+            vs.iter()
+                .map(|v| 1.0 - f64::from(router.slm_win_probability(v)))
+                .collect()
+        };
+        let dev_scores = if split == "test" && !dev.is_empty() {
+            let dev_texts = texts(&dev);
+            let dev_refs: Vec<&str> = dev_texts.iter().map(String::as_str).collect();
+            Some(score(&router_vectors(&embedder, &dev_refs)?))
+        } else {
+            None
+        };
+        routers.push(result(
+            &format!("learned kNN ({})", file.display()),
+            RouterKind::Route,
+            &test_s,
+            &score(&test_vecs),
+            dev_scores.as_deref().map(|d| (dev_s.as_slice(), d)),
+            a.target,
+        )?);
+    }
+
+    let s = metrics::summary(&test_s)?;
+    let rep = Report {
+        dataset: a.dataset.display().to_string(),
+        split: split.to_owned(),
+        slm: slm.to_owned(),
+        llm: llm.to_owned(),
+        n: test_s.len(),
+        slm_only: s.slm_only,
+        llm_only: s.llm_only,
+        routers,
+        random: metrics::random_curve(&test_s)?,
+    };
+    let md = format!(
+        "{}\n{}",
+        report::markdown(&rep),
+        breakdown(&test, a.target, &rep)
+    );
+    std::fs::write(a.out.join("report.md"), &md)?;
+    std::fs::write(a.out.join("report.json"), serde_json::to_string_pretty(&rep)?)?;
+    std::fs::write(a.out.join("chart.svg"), report::svg_chart(&rep))?;
+    println!("{md}");
+    println!(
+        "wrote {}/report.md, report.json, chart.svg",
+        a.out.display()
+    );
+    Ok(())
+}
+
+/// Accuracy of each model per source and language, and the calibrated operating points.
+fn breakdown(test: &[&Graded], target: f64, rep: &Report) -> String {
+    let mut by: BTreeMap<(String, String), (usize, f64, f64)> = BTreeMap::new();
+    for x in test {
+        let e = by
+            .entry((x.item.source.clone(), x.item.lang.clone()))
+            .or_default();
+        e.0 += 1;
+        e.1 += x.sample.slm_quality;
+        e.2 += x.sample.llm_quality;
+    }
+    let mut out = String::from("\n| source | lang | n | SLM quality | LLM quality |\n|---|---|---|---|---|\n");
+    for ((src, lang), (n, q1, q2)) in by {
+        out.push_str(&format!(
+            "| {src} | {lang} | {n} | {:.3} | {:.3} |\n",
+            q1 / n as f64,
+            q2 / n as f64
+        ));
+    }
+    out.push_str(&format!(
+        "\nCalibrated on the dev split to keep ≥ {:.0}% of the LLM-only quality, applied to the {} split:\n\n| router | threshold | LLM share | quality | share of LLM quality | cost/request |\n|---|---|---|---|---|---|\n",
+        target * 100.0,
+        rep.split
+    ));
+    for r in &rep.routers {
+        if let Some(c) = &r.calibrated {
+            out.push_str(&format!(
+                "| {} | {:.4} | {:.1}% | {:.3} | {:.1}% | {} |\n",
+                r.name,
+                c.calibration.threshold,
+                c.test.llm_share * 100.0,
+                c.test.quality,
+                if rep.llm_only.quality > 0.0 {
+                    100.0 * c.test.quality / rep.llm_only.quality
+                } else {
+                    0.0
+                },
+                report::fmt_usd(c.test.cost_per_request)
+            ));
+        }
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------------------------
+// tandem router train | calibrate
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Subcommand, Debug)]
+pub enum RouterCmd {
+    /// Train a learned router (kNN over query embeddings) from `eval route` results:
+    /// label 1 where the SLM's answer was as good as the LLM's.
+    Train(TrainArgs),
+    /// Pick the router threshold that keeps a target share of the LLM-only quality on the
+    /// dev split, and report the LLM share and quality it gives on the test split.
+    Calibrate(CalibrateArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ResultsArgs {
+    /// The dataset the results were made from.
+    #[arg(long)]
+    pub dataset: PathBuf,
+    /// The `eval route` output folder (answers.jsonl, judgements.jsonl).
+    #[arg(long, default_value = "eval-out/route")]
+    pub results: PathBuf,
+    /// The small model (default: the configuration's `policy.local_model`).
+    #[arg(long)]
+    pub slm: Option<String>,
+    /// The large model (default: the configuration's `policy.llm_model`).
+    #[arg(long)]
+    pub llm: Option<String>,
+    /// The judge the results were graded with (default: the large model).
+    #[arg(long)]
+    pub judge: Option<String>,
+    /// Configuration (models, prices, the classifier's embedding model).
+    #[arg(long, short = 'c')]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct TrainArgs {
+    #[command(flatten)]
+    pub results: ResultsArgs,
+    /// Split to train on.
+    #[arg(long, default_value = "dev")]
+    pub split: Split,
+    /// Neighbours per prediction.
+    #[arg(long, default_value_t = DEFAULT_K)]
+    pub k: usize,
+    /// Router file to write.
+    #[arg(long, short = 'o', default_value = "router.knn")]
+    pub out: PathBuf,
+}
+
+#[derive(Args, Debug)]
+pub struct CalibrateArgs {
+    #[command(flatten)]
+    pub results: ResultsArgs,
+    /// The router file.
+    #[arg(long)]
+    pub router: PathBuf,
+    /// Keep at least this fraction of the LLM-only quality.
+    #[arg(long, default_value_t = 0.95)]
+    pub target: f64,
+}
+
+pub fn run_router(cmd: RouterCmd) -> Result<()> {
+    match cmd {
+        RouterCmd::Train(a) => train(a),
+        RouterCmd::Calibrate(a) => calibrate_cmd(a),
+    }
+}
+
+/// Loaded results: config, the classifier's embedder and the graded items.
+struct Loaded {
+    items: Vec<Item>,
+    answers: JsonlCache<Answer>,
+    judgements: JsonlCache<Judgement>,
+    cfg: tandem_policy::Config,
+    slm: String,
+    llm: String,
+    judge: String,
+    emb_name: String,
+    embedder: tandem_embed::Embedder,
+}
+
+fn load_results(r: &ResultsArgs) -> Result<Loaded> {
+    let items = load_dataset(&r.dataset)?;
+    let (cfg, label) = crate::config::load_or_default(r.config.as_deref())?;
+    let pick = |flag: &Option<String>, cfgv: &Option<String>, what: &str| -> Result<String> {
+        flag.clone()
+            .or_else(|| cfgv.clone())
+            .ok_or_else(|| anyhow!("{label} names no {what}; pass it as a flag"))
+    };
+    let slm = pick(&r.slm, &cfg.local_model, "`policy.local_model`")?;
+    let llm = pick(&r.llm, &cfg.llm_model, "`policy.llm_model`")?;
+    let judge = r.judge.clone().unwrap_or_else(|| llm.clone());
+    let answers_path = r.results.join("answers.jsonl");
+    if !answers_path.exists() {
+        bail!(
+            "{} does not exist: run `tandem eval route --out {}` first",
+            answers_path.display(),
+            r.results.display()
+        );
+    }
+    let answers = JsonlCache::open(&answers_path, |x: &Answer| {
+        answer_key(&x.id, &x.model, &x.key)
+    })?;
+    let judgements = JsonlCache::open(&r.results.join("judgements.jsonl"), |j: &Judgement| {
+        judgement_key(&j.id, &j.model, &j.key, &j.judge)
+    })?;
+    let emb_name = cfg
+        .embedding_model
+        .clone()
+        .ok_or_else(|| anyhow!("{label} has no embedding model for the classifier"))?;
+    let source = match cfg.model(&emb_name).map(|m| &m.source) {
+        Some(tandem_policy::config::ModelSource::Local { source, .. }) => source.clone(),
+        _ => emb_name.clone(),
+    };
+    let resolved = crate::models::resolve(&tandem_models::ModelStore::from_env(), &source, true)?;
+    let embedder = tandem_embed::Embedder::load_with(
+        &resolved.path,
+        &tandem_embed::LoadOptions {
+            weights: tandem_server::runtime::CLASSIFIER_WEIGHTS,
+        },
+    )
+    .with_context(|| format!("loading {emb_name}"))?;
+    Ok(Loaded {
+        items,
+        answers,
+        judgements,
+        cfg,
+        slm,
+        llm,
+        judge,
+        emb_name,
+        embedder,
+    })
+}
+
+fn split_samples<'a>(l: &'a Loaded, s: Split) -> (Vec<Graded<'a>>, usize) {
+    let (g, missing) = graded(
+        &l.cfg,
+        &l.items,
+        &l.answers,
+        &l.judgements,
+        &l.slm,
+        &l.llm,
+        &l.judge,
+    );
+    (g.into_iter().filter(|x| x.item.split == s).collect(), missing)
+}
+
+fn train(a: TrainArgs) -> Result<()> {
+    let l = load_results(&a.results)?;
+    let (g, _) = split_samples(&l, a.split);
+    if g.len() < 2 {
+        bail!(
+            "only {} graded {} items in {}: run `tandem eval route` on this dataset first",
+            g.len(),
+            a.split.as_str(),
+            a.results.results.display()
+        );
+    }
+    let texts: Vec<&str> = g.iter().map(|x| x.item.prompt.as_str()).collect();
+    let vecs = router_vectors(&l.embedder, &texts)?;
+    let examples: Vec<(Vec<f32>, f32)> = vecs
+        .into_iter()
+        .zip(&g)
+        .map(|(v, x)| (v, win_label(&x.sample)))
+        .collect();
+    let router = LearnedRouter::train(&examples, &l.emb_name, a.k.min(g.len() - 1))?;
+    router.save(&a.out)?;
+    let wins = examples.iter().filter(|e| e.1 > 0.5).count();
+    println!(
+        "trained on {} {} items ({} where the SLM was as good as the LLM); k={}; leave-one-out accuracy {}",
+        g.len(),
+        a.split.as_str(),
+        wins,
+        router.k(),
+        router
+            .leave_one_out_accuracy()
+            .map_or("n/a".into(), |v| format!("{v:.3}"))
+    );
+    println!("wrote {}", a.out.display());
+    println!(
+        "use it in tandem.yaml:\n  router: {{file: {}}}\n  routes:\n    - name: hard-for-the-slm\n      when: {{slm_win_probability: {{max: 0.5}}}}\n      then: {{model: {}}}",
+        a.out.display(),
+        l.llm
+    );
+    Ok(())
+}
+
+fn calibrate_cmd(a: CalibrateArgs) -> Result<()> {
+    if !(0.0..=1.0).contains(&a.target) {
+        bail!("--target must be between 0 and 1, got {}", a.target);
+    }
+    let l = load_results(&a.results)?;
+    let router = LearnedRouter::load_expecting(&a.router, &l.emb_name, l.embedder.dim())
+        .with_context(|| format!("loading the router {}", a.router.display()))?;
+    let mut scored: HashMap<Split, (Vec<Sample>, Vec<f64>)> = HashMap::new();
+    for s in [Split::Dev, Split::Test] {
+        let (g, _) = split_samples(&l, s);
+        let texts: Vec<&str> = g.iter().map(|x| x.item.prompt.as_str()).collect();
+        let vecs = router_vectors(&l.embedder, &texts)?;
+        let scores = vecs
+            .iter()
+            .map(|v| 1.0 - f64::from(router.slm_win_probability(v)))
+            .collect();
+        scored.insert(s, (g.into_iter().map(|x| x.sample).collect(), scores));
+    }
+    let (dev, dev_scores) = &scored[&Split::Dev];
+    let (test, test_scores) = &scored[&Split::Test];
+    if dev.is_empty() || test.is_empty() {
+        bail!("calibration needs graded items in both the dev and the test split");
+    }
+    let ds = metrics::summary(dev)?;
+    let curve = metrics::curve(dev, dev_scores, RouterKind::Route)?;
+    let c = calibrate::calibrate(
+        &curve,
+        ds.llm_only.quality,
+        ds.slm_only.quality,
+        Target::QualityFraction(a.target),
+    )
+    .ok_or_else(|| anyhow!("no threshold reaches {:.0}% of the LLM quality on the dev split", a.target * 100.0))?;
+    let p = calibrate::apply(c.threshold, test, test_scores, RouterKind::Route)?;
+    let ts = metrics::summary(test)?;
+    // score = 1 - p ≥ threshold → LLM, i.e. p ≤ 1 - threshold.
+    let max_p = 1.0 - c.threshold;
+    println!(
+        "dev ({} items): threshold {:.4} → LLM share {:.1}%, quality {:.3} (LLM-only {:.3}, SLM-only {:.3})",
+        dev.len(),
+        c.threshold,
+        100.0 * c.dev.llm_share,
+        c.dev.quality,
+        ds.llm_only.quality,
+        ds.slm_only.quality
+    );
+    println!(
+        "test ({} items): LLM share {:.1}%, quality {:.3} = {:.1}% of LLM-only {:.3} (SLM-only {:.3}), cost/request {}",
+        test.len(),
+        100.0 * p.llm_share,
+        p.quality,
+        if ts.llm_only.quality > 0.0 { 100.0 * p.quality / ts.llm_only.quality } else { 0.0 },
+        ts.llm_only.quality,
+        ts.slm_only.quality,
+        report::fmt_usd(p.cost_per_request)
+    );
+    println!(
+        "policy rule: when: {{slm_win_probability: {{max: {max_p:.4}}}}} then: {{model: {}}}",
+        l.llm
+    );
+    Ok(())
+}
+
