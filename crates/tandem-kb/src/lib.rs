@@ -5,10 +5,15 @@
 //!   [`tandem_docs`], embeds the chunks with an [`Embed`] model and stores each document
 //!   atomically; unchanged files are skipped by content hash.
 //! * [`KnowledgeBase::search`] retrieves chunks by BM25, by vector similarity, or by both
-//!   fused with reciprocal rank fusion, optionally diversified with MMR.
+//!   fused with reciprocal rank fusion, keeping a place in the top `k` for the best chunk
+//!   in the other script than the query (CJK or not, for bilingual bases), optionally
+//!   diversified with MMR.
 //! * Storage is behind the [`KbStore`] trait; [`SqliteStore`] keeps a base in one SQLite
 //!   file (WAL): an FTS5 index with an as-is column and a CJK-bigram column (so Chinese
-//!   is searchable by BM25), and f32 vectors scanned exactly in memory.
+//!   is searchable by BM25), and f32 vectors. Searches run on in-memory structures built
+//!   from the file: an inverted BM25 index over the bigram column's terms, kept in step
+//!   with the store's writes, and int8 copies of the vectors whose best candidates are
+//!   re-ranked with the f32 vectors.
 //!
 //! ```no_run
 //! # fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
@@ -30,6 +35,7 @@
 
 mod embed;
 mod error;
+mod index;
 mod ingest;
 mod manager;
 mod search;
@@ -48,3 +54,4 @@ pub use store::{
     SCHEMA_VERSION, SearchFilter, SqliteStore, StoreStats,
 };
 pub use tandem_docs::ChunkOptions;
+pub use text::{Script, script_of};

@@ -6,7 +6,7 @@ use std::ops::Range;
 use crate::error::KbError;
 use crate::manager::KnowledgeBase;
 use crate::store::{SearchFilter, dot};
-use crate::text;
+use crate::text::{self, Script};
 
 /// The `k` constant of reciprocal rank fusion: a chunk at rank `r` (from 1) of a list
 /// scores `1 / (RRF_K + r)`.
@@ -38,6 +38,12 @@ pub struct SearchOptions {
     pub mmr: Option<f32>,
     /// Candidates taken from each retriever (at least `k` are taken).
     pub candidates: usize,
+    /// Hybrid mode: places of the top `k` (at most `k − 1`) kept for the best fused chunks
+    /// written in the other script than the query (CJK or not), in a base holding both.
+    /// BM25 ranks same-language chunks first, so without this a question whose answer is
+    /// only in the other language's documents rarely reaches the top `k` even when the
+    /// multilingual embedding finds it. 0 turns it off.
+    pub cross_script: usize,
 }
 
 impl Default for SearchOptions {
@@ -48,6 +54,7 @@ impl Default for SearchOptions {
             filter: SearchFilter::default(),
             mmr: None,
             candidates: 50,
+            cross_script: 1,
         }
     }
 }
@@ -174,10 +181,19 @@ impl KnowledgeBase {
         }
         let mut ranked: Vec<(i64, Candidate)> = cands.into_iter().collect();
         ranked.sort_by(|a, b| b.1.score.total_cmp(&a.1.score).then(a.0.cmp(&b.0)));
-        let chosen: Vec<(i64, Candidate)> = match opts.mmr {
+        let mut chosen: Vec<(i64, Candidate)> = match opts.mmr {
             Some(lambda) if ranked.len() > 1 => self.mmr(&ranked, opts.k, f64::from(lambda))?,
-            _ => ranked.into_iter().take(opts.k).collect(),
+            _ => ranked.iter().take(opts.k).copied().collect(),
         };
+        if opts.mode == SearchMode::Hybrid && opts.cross_script > 0 && opts.k > 1 {
+            self.keep_cross_script(
+                text::script_of(query),
+                &ranked,
+                &mut chosen,
+                opts.k,
+                opts.cross_script.min(opts.k - 1),
+            )?;
+        }
         let ids: Vec<i64> = chosen.iter().map(|(id, _)| *id).collect();
         let mut records: HashMap<i64, _> = self
             .store
@@ -205,6 +221,43 @@ impl KnowledgeBase {
                 })
             })
             .collect())
+    }
+
+    /// Makes sure `chosen` (at most `k` chunks) holds at least `slots` chunks written in another script than
+    /// `query`: the best-ranked such candidates of `ranked` replace the last chunks of
+    /// `chosen` in the query's script. Nothing changes when the candidates hold no chunk
+    /// in another script (a base in one language) or `chosen` already has enough.
+    fn keep_cross_script(
+        &self,
+        query: Script,
+        ranked: &[(i64, Candidate)],
+        chosen: &mut Vec<(i64, Candidate)>,
+        k: usize,
+        slots: usize,
+    ) -> Result<(), KbError> {
+        let ids: Vec<i64> = ranked.iter().map(|(id, _)| *id).collect();
+        let script: HashMap<i64, Script> = ids
+            .iter()
+            .zip(self.store.scripts(&ids)?)
+            .filter_map(|(id, s)| Some((*id, s?)))
+            .collect();
+        let other = |id: &i64| script.get(id).is_some_and(|s| *s != query);
+        let have = chosen.iter().filter(|(id, _)| other(id)).count();
+        let extra: Vec<(i64, Candidate)> = ranked
+            .iter()
+            .filter(|(id, _)| other(id) && !chosen.iter().any(|(c, _)| c == id))
+            .take(slots.saturating_sub(have))
+            .copied()
+            .collect();
+        for e in extra {
+            if chosen.len() < k {
+                chosen.push(e);
+            } else if let Some(pos) = chosen.iter().rposition(|(id, _)| !other(id)) {
+                chosen.remove(pos);
+                chosen.push(e);
+            }
+        }
+        Ok(())
     }
 
     /// Maximal marginal relevance: repeatedly picks the candidate maximising

@@ -9,7 +9,8 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, pa
 use tandem_docs::ChunkOptions;
 
 use crate::error::KbError;
-use crate::text;
+use crate::index::{self, TextIndex};
+use crate::text::{self, Script};
 
 /// Version of the SQLite schema written by this build.
 pub const SCHEMA_VERSION: i64 = 1;
@@ -237,20 +238,48 @@ pub trait KbStore: Send + Sync {
     fn vectors(&self, ids: &[i64]) -> Result<Vec<Option<Vec<f32>>>, KbError>;
     /// The given chunks, in order (unknown ids are left out).
     fn chunks(&self, ids: &[i64]) -> Result<Vec<ChunkRecord>, KbError>;
+    /// The script (CJK or other) of each given chunk's text, in order (`None` for an
+    /// unknown id). The default reads the chunks and looks at their characters.
+    fn scripts(&self, ids: &[i64]) -> Result<Vec<Option<Script>>, KbError> {
+        let by_id: HashMap<i64, Script> = self
+            .chunks(ids)?
+            .into_iter()
+            .map(|c| (c.id, text::script_of(&c.text)))
+            .collect();
+        Ok(ids.iter().map(|id| by_id.get(id).copied()).collect())
+    }
 }
 
-/// All vectors of a base in one contiguous array, for exact scans.
+/// All vectors of a base in one contiguous array, with int8 copies for a fast first pass.
 struct VectorCache {
     generation: i64,
     ids: Vec<i64>,
     doc_ids: Vec<i64>,
     data: Vec<f32>,
+    /// `data` quantised per vector: `data[row] ≈ scales[row] · q8[row]`.
+    q8: Vec<i8>,
+    scales: Vec<f32>,
     row_of: HashMap<i64, usize>,
 }
 
+/// How many int8 candidates per requested vector hit are re-ranked with the f32 vectors.
+const RERANK_FACTOR: usize = 4;
+/// Extra int8 candidates re-ranked on top of `RERANK_FACTOR · n`.
+const RERANK_EXTRA: usize = 32;
+
 /// A knowledge base in one SQLite file (WAL mode): documents, chunks, an FTS5 index with
-/// an as-is column and a CJK-bigram column, and f32 vectors searched by an exact scan
-/// over an in-memory copy (reloaded when the base changes).
+/// an as-is column and a CJK-bigram column, and f32 vectors.
+///
+/// Searches use in-memory structures built lazily from the file: an inverted index over
+/// the FTS5 table's CJK-bigram column (BM25 with the terms' posting lists in memory) and
+/// a copy of the vectors with int8 versions (a quantised scan whose best candidates are
+/// re-ranked with the f32 vectors). Writes through this store update the inverted index
+/// in place; a change by another process (seen through the base's generation counter)
+/// makes both be rebuilt at the next search. [`fts5_bm25_candidates`] and
+/// [`exact_vector_candidates`] are the plain SQLite and exact-scan paths.
+///
+/// [`fts5_bm25_candidates`]: SqliteStore::fts5_bm25_candidates
+/// [`exact_vector_candidates`]: SqliteStore::exact_vector_candidates
 ///
 /// One connection writes and another reads, so searches proceed while a document is
 /// being written (by this or another process).
@@ -260,6 +289,7 @@ pub struct SqliteStore {
     writer: Mutex<Connection>,
     reader: Mutex<Connection>,
     cache: Mutex<Option<Arc<VectorCache>>>,
+    text_index: Mutex<Option<TextIndex>>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -481,6 +511,7 @@ impl SqliteStore {
             writer: Mutex::new(writer),
             reader: Mutex::new(reader),
             cache: Mutex::new(None),
+            text_index: Mutex::new(None),
         };
         let dim = store.meta()?.dim;
         Ok(Self { dim, ..store })
@@ -599,16 +630,209 @@ impl SqliteStore {
             doc_ids.push(r.get(1)?);
         }
         let row_of = ids.iter().enumerate().map(|(i, &id)| (id, i)).collect();
+        let mut q8 = Vec::with_capacity(data.len());
+        let scales = data
+            .chunks_exact(self.dim)
+            .map(|v| index::quantize(v, &mut q8))
+            .collect();
         let fresh = Arc::new(VectorCache {
             generation,
             ids,
             doc_ids,
             data,
+            q8,
+            scales,
             row_of,
         });
         *cache = Some(Arc::clone(&fresh));
         Ok(fresh)
     }
+
+    /// The inverted index, rebuilt from the FTS5 table if it is missing, stale (the base
+    /// changed outside this store) or mostly made of deleted rows; then `f` of it.
+    fn with_text_index<T>(&self, f: impl FnOnce(&TextIndex) -> T) -> Result<T, KbError> {
+        let mut conn = lock(&self.reader);
+        let tx = conn.transaction()?;
+        let generation = Self::generation(&tx)?;
+        let mut guard = lock(&self.text_index);
+        let fresh = guard
+            .as_ref()
+            .is_some_and(|ix| ix.generation == generation && !ix.needs_compaction());
+        if !fresh {
+            *guard = None;
+            let mut ix = TextIndex::new(generation);
+            let mut stmt = tx.prepare(
+                "SELECT f.rowid, c.doc_id, f.cjk FROM chunks_fts f \
+                 JOIN chunks c ON c.id = f.rowid ORDER BY f.rowid",
+            )?;
+            let mut rows = stmt.query([])?;
+            while let Some(r) = rows.next()? {
+                let cjk = r.get_ref(2)?.as_str().unwrap_or_default();
+                ix.add(r.get(0)?, r.get(1)?, cjk);
+            }
+            *guard = Some(ix);
+        }
+        match guard.as_ref() {
+            Some(ix) => Ok(f(ix)),
+            None => Err(KbError::Corrupt("the text index was not built".into())),
+        }
+    }
+
+    fn generation(conn: &Connection) -> Result<i64, KbError> {
+        Ok(conn.query_row(
+            "SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'generation'",
+            [],
+            |r| r.get(0),
+        )?)
+    }
+
+    /// Ids and CJK-column texts of the chunks of document `doc_id`.
+    fn doc_index_rows(conn: &Connection, doc_id: i64) -> Result<Vec<(i64, String)>, KbError> {
+        let mut stmt = conn.prepare_cached(
+            "SELECT rowid, cjk FROM chunks_fts \
+             WHERE rowid IN (SELECT id FROM chunks WHERE doc_id = ?1)",
+        )?;
+        Ok(stmt
+            .query_map([doc_id], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<_, _>>()?)
+    }
+
+    /// Commits `tx` (which moved the base from generation `before` to `before + 1`) and
+    /// applies the same change to the in-memory index if it reflected `before`; otherwise
+    /// the index is left to be rebuilt at the next search.
+    fn commit_indexed(
+        &self,
+        tx: rusqlite::Transaction<'_>,
+        before: i64,
+        removed: &[(i64, String)],
+        added: &[(i64, i64, String)],
+    ) -> Result<(), KbError> {
+        // Held across the commit, so no search sees the new generation with the old index.
+        let mut guard = lock(&self.text_index);
+        tx.commit()?;
+        match guard.as_mut() {
+            Some(ix) if ix.generation == before => {
+                for (id, cjk) in removed {
+                    ix.remove(*id, cjk);
+                }
+                for (id, doc_id, cjk) in added {
+                    ix.add(*id, *doc_id, cjk);
+                }
+                ix.generation = before + 1;
+            }
+            _ => *guard = None,
+        }
+        Ok(())
+    }
+
+    /// [`KbStore::bm25_candidates`] computed by SQLite's FTS5 (`bm25()` over both
+    /// columns, English words stemmed by Porter in the as-is column) instead of the
+    /// in-memory index: slower on large bases, kept as a reference.
+    pub fn fts5_bm25_candidates(
+        &self,
+        query: &str,
+        n: usize,
+        filter: &SearchFilter,
+    ) -> Result<Vec<(i64, f64)>, KbError> {
+        let Some(expr) = text::fts_match(query) else {
+            return Ok(Vec::new());
+        };
+        let conn = lock(&self.reader);
+        let (wb, wc) = BM25_WEIGHTS;
+        let map = |r: &rusqlite::Row<'_>| -> rusqlite::Result<(i64, f64)> {
+            Ok((r.get(0)?, -r.get::<_, f64>(1)?))
+        };
+        let rows = if filter.is_empty() {
+            let mut stmt = conn.prepare_cached(
+                "SELECT rowid, bm25(chunks_fts, ?3, ?4) AS s FROM chunks_fts \
+                 WHERE chunks_fts MATCH ?1 ORDER BY s LIMIT ?2",
+            )?;
+            stmt.query_map(params![expr, to_i64(n), wb, wc], map)?
+                .collect::<Result<Vec<_>, _>>()?
+        } else {
+            let allowed = serde_json::to_string(&Self::allowed_docs(&conn, filter)?)
+                .unwrap_or_else(|_| "[]".into());
+            let mut stmt = conn.prepare_cached(
+                "SELECT f.rowid, bm25(chunks_fts, ?3, ?4) AS s FROM chunks_fts f \
+                 JOIN chunks c ON c.id = f.rowid \
+                 WHERE chunks_fts MATCH ?1 AND c.doc_id IN (SELECT value FROM json_each(?5)) \
+                 ORDER BY s LIMIT ?2",
+            )?;
+            stmt.query_map(params![expr, to_i64(n), wb, wc, allowed], map)?
+                .collect::<Result<Vec<_>, _>>()?
+        };
+        Ok(rows)
+    }
+
+    /// Documents allowed by `filter` (`None`: all).
+    fn allowed_set(
+        &self,
+        filter: &SearchFilter,
+    ) -> Result<Option<std::collections::HashSet<i64>>, KbError> {
+        if filter.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(
+            Self::allowed_docs(&lock(&self.reader), filter)?
+                .into_iter()
+                .collect(),
+        ))
+    }
+
+    fn check_dim(&self, query: &[f32]) -> Result<(), KbError> {
+        if query.len() != self.dim {
+            return Err(KbError::Dimension {
+                expected: self.dim,
+                got: query.len(),
+            });
+        }
+        Ok(())
+    }
+
+    /// [`KbStore::vector_candidates`] by an exact f32 scan of every vector, without the
+    /// int8 first pass.
+    pub fn exact_vector_candidates(
+        &self,
+        query: &[f32],
+        n: usize,
+        filter: &SearchFilter,
+    ) -> Result<Vec<(i64, f32)>, KbError> {
+        self.check_dim(query)?;
+        let cache = self.vector_cache()?;
+        let allowed = self.allowed_set(filter)?;
+        let mut scored: Vec<(f32, usize)> = Vec::with_capacity(cache.ids.len());
+        for (row, v) in cache.data.chunks_exact(self.dim).enumerate() {
+            if allowed
+                .as_ref()
+                .is_some_and(|a| !a.contains(&cache.doc_ids[row]))
+            {
+                continue;
+            }
+            scored.push((dot(query, v), row));
+        }
+        Ok(top_rows(scored, n)
+            .into_iter()
+            .map(|(s, row)| (cache.ids[row], s))
+            .collect())
+    }
+}
+
+/// The `n` best (score, row) pairs, best first (ties by row).
+fn top_rows<S: Copy + PartialOrd>(mut scored: Vec<(S, usize)>, n: usize) -> Vec<(S, usize)> {
+    let by_score = |a: &(S, usize), b: &(S, usize)| {
+        b.0.partial_cmp(&a.0)
+            .unwrap_or(std::cmp::Ordering::Equal)
+            .then(a.1.cmp(&b.1))
+    };
+    if n == 0 {
+        return Vec::new();
+    }
+    if scored.len() > n {
+        scored.select_nth_unstable_by(n - 1, by_score);
+        scored.truncate(n);
+    }
+    scored.sort_unstable_by(by_score);
+    scored
 }
 
 impl KbStore for SqliteStore {
@@ -682,7 +906,11 @@ impl KbStore for SqliteStore {
             .optional()?;
         let tags = json_list(&doc.tags);
         let size = i64::try_from(doc.size).unwrap_or(i64::MAX);
+        let before = Self::generation(&tx)?;
+        let mut removed_rows = Vec::new();
+        let mut added_rows = Vec::with_capacity(chunks.len());
         let outcome = if let Some(id) = existing {
+            removed_rows = Self::doc_index_rows(&tx, id)?;
             tx.execute(
                 "DELETE FROM chunks_fts WHERE rowid IN (SELECT id FROM chunks WHERE doc_id = ?1)",
                 [id],
@@ -771,13 +999,14 @@ impl KbStore for SqliteStore {
                 let cjk = text::cjk_index_text(&body);
                 ins_fts.execute(params![chunk_id, body, cjk])?;
                 ins_vec.execute(params![chunk_id, vector_blob(&c.embedding)])?;
+                added_rows.push((chunk_id, doc_id, cjk));
             }
         }
         tx.execute(
             "UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'",
             [],
         )?;
-        tx.commit()?;
+        self.commit_indexed(tx, before, &removed_rows, &added_rows)?;
         Ok(outcome)
     }
 
@@ -792,6 +1021,8 @@ impl KbStore for SqliteStore {
         else {
             return Ok(false);
         };
+        let before = Self::generation(&tx)?;
+        let removed_rows = Self::doc_index_rows(&tx, id)?;
         tx.execute(
             "DELETE FROM chunks_fts WHERE rowid IN (SELECT id FROM chunks WHERE doc_id = ?1)",
             [id],
@@ -806,7 +1037,7 @@ impl KbStore for SqliteStore {
             "UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'",
             [],
         )?;
-        tx.commit()?;
+        self.commit_indexed(tx, before, &removed_rows, &[])?;
         Ok(true)
     }
 
@@ -816,34 +1047,12 @@ impl KbStore for SqliteStore {
         n: usize,
         filter: &SearchFilter,
     ) -> Result<Vec<(i64, f64)>, KbError> {
-        let Some(expr) = text::fts_match(query) else {
+        let terms = text::query_index_terms(query);
+        if terms.is_empty() || n == 0 {
             return Ok(Vec::new());
-        };
-        let conn = lock(&self.reader);
-        let (wb, wc) = BM25_WEIGHTS;
-        let map = |r: &rusqlite::Row<'_>| -> rusqlite::Result<(i64, f64)> {
-            Ok((r.get(0)?, -r.get::<_, f64>(1)?))
-        };
-        let rows = if filter.is_empty() {
-            let mut stmt = conn.prepare_cached(
-                "SELECT rowid, bm25(chunks_fts, ?3, ?4) AS s FROM chunks_fts \
-                 WHERE chunks_fts MATCH ?1 ORDER BY s LIMIT ?2",
-            )?;
-            stmt.query_map(params![expr, to_i64(n), wb, wc], map)?
-                .collect::<Result<Vec<_>, _>>()?
-        } else {
-            let allowed = serde_json::to_string(&Self::allowed_docs(&conn, filter)?)
-                .unwrap_or_else(|_| "[]".into());
-            let mut stmt = conn.prepare_cached(
-                "SELECT f.rowid, bm25(chunks_fts, ?3, ?4) AS s FROM chunks_fts f \
-                 JOIN chunks c ON c.id = f.rowid \
-                 WHERE chunks_fts MATCH ?1 AND c.doc_id IN (SELECT value FROM json_each(?5)) \
-                 ORDER BY s LIMIT ?2",
-            )?;
-            stmt.query_map(params![expr, to_i64(n), wb, wc, allowed], map)?
-                .collect::<Result<Vec<_>, _>>()?
-        };
-        Ok(rows)
+        }
+        let allowed = self.allowed_set(filter)?;
+        self.with_text_index(|ix| ix.search(&terms, n, allowed.as_ref()))
     }
 
     fn vector_candidates(
@@ -852,39 +1061,37 @@ impl KbStore for SqliteStore {
         n: usize,
         filter: &SearchFilter,
     ) -> Result<Vec<(i64, f32)>, KbError> {
-        if query.len() != self.dim {
-            return Err(KbError::Dimension {
-                expected: self.dim,
-                got: query.len(),
-            });
-        }
+        self.check_dim(query)?;
         let cache = self.vector_cache()?;
-        let allowed: Option<std::collections::HashSet<i64>> = if filter.is_empty() {
-            None
-        } else {
-            Some(
-                Self::allowed_docs(&lock(&self.reader), filter)?
-                    .into_iter()
-                    .collect(),
-            )
-        };
-        let mut scored: Vec<(f32, usize)> = Vec::with_capacity(cache.ids.len());
-        for (row, v) in cache.data.chunks_exact(self.dim).enumerate() {
-            if let Some(a) = &allowed
-                && !a.contains(&cache.doc_ids[row])
-            {
-                continue;
-            }
-            scored.push((dot(query, v), row));
+        let m = n.saturating_mul(RERANK_FACTOR).saturating_add(RERANK_EXTRA);
+        if cache.ids.len() <= m {
+            return self.exact_vector_candidates(query, n, filter);
         }
-        let by_score = |a: &(f32, usize), b: &(f32, usize)| b.0.total_cmp(&a.0);
-        if scored.len() > n && n > 0 {
-            scored.select_nth_unstable_by(n - 1, by_score);
-            scored.truncate(n);
-        }
-        scored.truncate(n);
-        scored.sort_unstable_by(by_score);
-        Ok(scored
+        let allowed = self.allowed_set(filter)?;
+        let mut q8 = Vec::with_capacity(self.dim);
+        index::quantize(query, &mut q8);
+        let mut dots = Vec::with_capacity(cache.ids.len());
+        index::scan_i8(&q8, &cache.q8, self.dim, &mut dots);
+        // Approximate similarity up to the query's scale, which ranks alike.
+        let approx: Vec<(f32, usize)> = dots
+            .iter()
+            .zip(&cache.scales)
+            .enumerate()
+            .filter(|(row, _)| {
+                allowed
+                    .as_ref()
+                    .is_none_or(|a| a.contains(&cache.doc_ids[*row]))
+            })
+            .map(|(row, (&d, &scale))| (d as f32 * scale, row))
+            .collect();
+        let exact: Vec<(f32, usize)> = top_rows(approx, m)
+            .into_iter()
+            .map(|(_, row)| {
+                let v = &cache.data[row * self.dim..(row + 1) * self.dim];
+                (dot(query, v), row)
+            })
+            .collect();
+        Ok(top_rows(exact, n)
             .into_iter()
             .map(|(s, row)| (cache.ids[row], s))
             .collect())
@@ -933,5 +1140,9 @@ impl KbStore for SqliteStore {
             out.extend(rec);
         }
         Ok(out)
+    }
+
+    fn scripts(&self, ids: &[i64]) -> Result<Vec<Option<Script>>, KbError> {
+        self.with_text_index(|ix| ix.scripts(ids))
     }
 }

@@ -7,6 +7,8 @@
 //! words are split off and lower-cased, all separated by spaces. Queries get the same
 //! treatment, so both sides agree on the terms.
 
+use std::borrow::Cow;
+
 /// Whether `c` is written without spaces between words (Han, kana, Hangul).
 pub(crate) fn is_cjk(c: char) -> bool {
     matches!(
@@ -188,6 +190,80 @@ pub(crate) fn fts_match(query: &str) -> Option<String> {
     }
 }
 
+/// The writing system of a text: CJK (written without spaces) or any other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Script {
+    /// Mostly Han, kana or Hangul.
+    Cjk,
+    /// Mostly other scripts (Latin, …).
+    Other,
+}
+
+/// The script of `text`: [`Script::Cjk`] when CJK characters outnumber the words of
+/// other scripts (a Chinese sentence quoting an English product name is still CJK).
+pub fn script_of(text: &str) -> Script {
+    let (mut cjk, mut words) = (0usize, 0usize);
+    for piece in pieces(text) {
+        match piece {
+            Piece::Cjk(run) => cjk += run.len(),
+            Piece::Word(w) if w.chars().any(char::is_alphabetic) => words += 1,
+            Piece::Word(_) => {}
+        }
+    }
+    if cjk > words {
+        Script::Cjk
+    } else {
+        Script::Other
+    }
+}
+
+/// Folds English plurals (Harman's "S" stemmer): `-ies` → `-y`, `-es` → `-e`, `-s` → ``,
+/// except after `a e o` (for `-ies`/`-es`), `u` or `s`. Only for ASCII words of four
+/// letters or more; any other term is returned as is.
+pub(crate) fn fold_plural(term: &str) -> Cow<'_, str> {
+    let b = term.as_bytes();
+    if b.len() < 4 || !b.iter().all(u8::is_ascii_lowercase) {
+        return Cow::Borrowed(term);
+    }
+    if let Some(stem) = term.strip_suffix("ies")
+        && !stem.ends_with('e')
+        && !stem.ends_with('a')
+    {
+        return Cow::Owned(format!("{stem}y"));
+    }
+    if term.ends_with("es")
+        && !term.ends_with("aes")
+        && !term.ends_with("ees")
+        && !term.ends_with("oes")
+    {
+        return Cow::Borrowed(&term[..term.len() - 1]);
+    }
+    if term.ends_with('s') && !term.ends_with("us") && !term.ends_with("ss") {
+        return Cow::Borrowed(&term[..term.len() - 1]);
+    }
+    Cow::Borrowed(term)
+}
+
+/// Terms of a text of the CJK column (space-separated) for the in-memory index: each
+/// term with English plurals folded.
+pub(crate) fn index_terms(cjk_column: &str) -> impl Iterator<Item = Cow<'_, str>> {
+    cjk_column.split_whitespace().map(fold_plural)
+}
+
+/// The query's terms for the in-memory index (see [`query_terms`]), plurals folded,
+/// without duplicates.
+pub(crate) fn query_index_terms(query: &str) -> Vec<String> {
+    let terms = query_terms(query);
+    let mut out: Vec<String> = terms
+        .words
+        .iter()
+        .chain(&terms.cjk)
+        .map(|t| fold_plural(t).into_owned())
+        .collect();
+    dedup(&mut out);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -201,6 +277,27 @@ mod tests {
         assert_eq!(cjk_index_text("Ａ１　元"), "a1 元");
         assert_eq!(cjk_index_text("NT$30,000元"), "nt 30 000 元");
         assert_eq!(cjk_index_text("「…」"), "");
+    }
+
+    #[test]
+    fn plurals_fold_and_scripts() {
+        let t: Vec<Cow<'_, str>> =
+            index_terms("claims policies days bus class fees 特休 2024").collect();
+        assert_eq!(
+            t,
+            [
+                "claim", "policy", "day", "bus", "class", "fee", "特休", "2024"
+            ]
+        );
+        assert_eq!(query_index_terms("Which policies? policy"), ["policy"]);
+        assert_eq!(
+            script_of("HarborNet 的簡訊驗證碼有效時間多久？"),
+            Script::Cjk
+        );
+        assert_eq!(
+            script_of("How long is the HarborNet code valid (驗證碼)?"),
+            Script::Other
+        );
     }
 
     #[test]

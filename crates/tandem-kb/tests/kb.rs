@@ -151,19 +151,23 @@ fn eval_kb_recall_at_5() {
     }
 }
 
-/// With the multilingual e5 model (the default for new bases): same-language questions are
-/// found in both languages and overall recall is above MiniLM's (0.81 hybrid). Measured
-/// 2026-11-29: all 0.863, en 0.838, zh 0.887, same-language 0.992, cross-language 0.214 —
-/// cross-language questions are the known gap (the 0.9 over all questions is not
-/// met yet); the floors below guard what works.
+/// With the multilingual e5 model (the default for new bases), the goal: recall@5
+/// ≥ 0.9 over all answerable questions in both languages, same-language questions found
+/// in both languages. Measured 2026-11-29: all 0.935, en 0.956, zh 0.915, same-language
+/// 0.992 (en 0.983, zh 1.000), cross-language 0.643, multi-hop 0.615 (before the
+/// cross-script place in the top k: 0.863, 0.838, 0.887, 0.992, 0.214, 0.308). The
+/// floors leave one question of slack per class.
 #[test]
 fn eval_kb_recall_at_5_multilingual() {
     let hybrid = recall_at_5(e5(), false);
     for (key, floor) in [
         ("same-language lang=en", 0.95),
         ("same-language lang=zh", 0.95),
-        ("all", 0.84),
-        ("lang=zh", 0.85),
+        ("all", 0.9),
+        ("lang=en", 0.93),
+        ("lang=zh", 0.9),
+        ("class=cross", 0.57),
+        ("type=multi_hop", 0.53),
     ] {
         assert!(
             hybrid.rate(key) >= floor,
@@ -740,4 +744,213 @@ fn searches_run_while_ingesting() {
     assert_eq!(ingested.added, 34);
     assert_consistent(&kb);
     assert_eq!(kb.documents().unwrap().len(), 37);
+}
+
+/// A unit vector from a seed (xorshift), for model-free store tests.
+fn seeded_vector(seed: u64, dim: usize) -> Vec<f32> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let v: Vec<f32> = (0..dim)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
+        })
+        .collect();
+    let norm = v.iter().map(|a| a * a).sum::<f32>().sqrt();
+    v.into_iter().map(|a| a / norm).collect()
+}
+
+fn synthetic_doc(
+    store: &tandem_kb::SqliteStore,
+    name: &str,
+    texts: &[String],
+    seed: u64,
+) -> tandem_kb::PutOutcome {
+    let chunks: Vec<tandem_kb::NewChunk> = texts
+        .iter()
+        .enumerate()
+        .map(|(i, t)| tandem_kb::NewChunk {
+            index: i,
+            text: t.clone(),
+            heading_path: vec![],
+            page: None,
+            byte_range: 0..t.len(),
+            char_range: 0..t.chars().count(),
+            hash: String::new(),
+            tokens: 0,
+            context: String::new(),
+            embedding: seeded_vector(seed * 1000 + i as u64, 32),
+        })
+        .collect();
+    let doc = tandem_kb::NewDocument {
+        path: format!("/synthetic/{name}"),
+        display_path: name.to_string(),
+        content_hash: format!("{seed}"),
+        size: 0,
+        mtime: None,
+        format: "text".into(),
+        encoding: "UTF-8".into(),
+        title: None,
+        tags: vec![],
+    };
+    tandem_kb::KbStore::put_document(store, &doc, &chunks).unwrap()
+}
+
+/// The in-memory BM25 index and int8 vectors agree with what is in the file: after writes
+/// through the store (applied in place), after writes by another handle (rebuilt), and
+/// against a store opened afresh; the int8 pass keeps the exact top hits.
+#[test]
+fn in_memory_indexes_follow_writes() {
+    use tandem_kb::{KbStore, Script, SqliteStore};
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("mem.sqlite");
+    let store = SqliteStore::create(&path, "test", 32, tandem_kb::ChunkOptions::default()).unwrap();
+    let words = [
+        "annual", "leave", "claims", "policy", "vpn", "client", "version", "clinic", "refill",
+        "password", "travel", "expense", "harbor", "days", "form",
+    ];
+    let text = |d: usize, i: usize| -> String {
+        let mut t: Vec<&str> = (0..12)
+            .map(|j| words[(d * 7 + i * 3 + j * j) % words.len()])
+            .collect();
+        t.push(if i.is_multiple_of(5) {
+            "rareterm"
+        } else {
+            "common"
+        });
+        t.join(" ")
+    };
+    let nf = SearchFilter::default();
+    for d in 0..8 {
+        let texts: Vec<String> = (0..80).map(|i| text(d, i)).collect();
+        synthetic_doc(&store, &format!("doc{d}.txt"), &texts, d as u64);
+    }
+    let queries = [
+        "annual leave days",
+        "VPN client version",
+        "rareterm claims",
+        "特休假",
+        "policies",
+    ];
+    // Build the index, then write through the same store: replace, remove, add (CJK).
+    assert!(
+        !store
+            .bm25_candidates("annual leave", 5, &nf)
+            .unwrap()
+            .is_empty()
+    );
+    let texts: Vec<String> = (0..30)
+        .map(|i| format!("{} replaced", text(9, i)))
+        .collect();
+    assert!(matches!(
+        synthetic_doc(&store, "doc3.txt", &texts, 33),
+        tandem_kb::PutOutcome::Replaced { .. }
+    ));
+    assert!(store.remove_document("/synthetic/doc5.txt").unwrap());
+    synthetic_doc(
+        &store,
+        "zh.txt",
+        &["員工特休假十四日，HarborNet 登入。".to_string()],
+        40,
+    );
+    let zh = store.bm25_candidates("特休假", 5, &nf).unwrap();
+    assert_eq!(zh.len(), 1);
+    assert_eq!(
+        store.scripts(&[zh[0].0, 1]).unwrap(),
+        [Some(Script::Cjk), Some(Script::Other)]
+    );
+    let fresh = SqliteStore::open(&path).unwrap();
+    for q in queries {
+        let a = store.bm25_candidates(q, 20, &nf).unwrap();
+        let b = fresh.bm25_candidates(q, 20, &nf).unwrap();
+        assert_eq!(a.len(), b.len(), "{q}");
+        for (x, y) in a.iter().zip(&b) {
+            assert_eq!(x.0, y.0, "{q}");
+            assert!((x.1 - y.1).abs() < 1e-4, "{q}: {x:?} {y:?}");
+        }
+        // SQLite's FTS5 finds the same best chunk for the rare term.
+        if q.starts_with("rareterm") {
+            let f = store.fts5_bm25_candidates(q, 1, &nf).unwrap();
+            assert!(a.iter().take(10).any(|h| h.0 == f[0].0));
+        }
+    }
+    // Removed and replaced chunks are gone from both indexes.
+    assert!(store.bm25_candidates("replaced", 100, &nf).unwrap().len() == 30);
+    // Another handle writes: this store sees it at its next search.
+    synthetic_doc(&fresh, "other.txt", &["zanzibar quokka".to_string()], 50);
+    assert_eq!(store.bm25_candidates("quokka", 5, &nf).unwrap().len(), 1);
+    // Filters apply in memory.
+    let only_zh = SearchFilter {
+        path_prefix: Some("zh".into()),
+        tags: vec![],
+    };
+    assert!(
+        store
+            .bm25_candidates("annual", 5, &only_zh)
+            .unwrap()
+            .is_empty()
+    );
+    // int8 first pass + f32 re-rank keeps the exact top hits (578 vectors > 4·10 + 32).
+    let total = store.stats().unwrap().vectors;
+    assert!(total > 100, "{total}");
+    for s in 0..20 {
+        let q = seeded_vector(7_000 + s, 32);
+        let exact = store.exact_vector_candidates(&q, 10, &nf).unwrap();
+        let fast = store.vector_candidates(&q, 10, &nf).unwrap();
+        assert_eq!(
+            exact.iter().map(|h| h.0).collect::<Vec<_>>(),
+            fast.iter().map(|h| h.0).collect::<Vec<_>>()
+        );
+        for (a, b) in exact.iter().zip(&fast) {
+            assert!((a.1 - b.1).abs() < 1e-6);
+        }
+        let f = store.vector_candidates(&q, 10, &only_zh).unwrap();
+        assert_eq!(f.len(), 1);
+    }
+}
+
+/// Hybrid search keeps a place for the best chunk in the other script than the query's.
+#[test]
+fn hybrid_keeps_a_cross_script_chunk() {
+    let Some(_) = embedder() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let docs = tmp.path().join("docs");
+    small_corpus(&docs);
+    let kbs = manager(tmp.path()).unwrap();
+    let kb = kbs.create("cross").unwrap();
+    kb.ingest(&[docs], &IngestOptions::default(), &quiet)
+        .unwrap();
+    let opts = |cross_script| SearchOptions {
+        k: 2,
+        cross_script,
+        ..SearchOptions::default()
+    };
+    for (q, zh) in [
+        ("medical certificate sick leave", false),
+        ("病假醫師證明", true),
+    ] {
+        let hits = kb.search(q, &opts(1)).unwrap();
+        assert_eq!(hits.len(), 2);
+        // One hit in the query's script (the best), one in the other.
+        assert_eq!(hits[0].path.starts_with("zh-"), zh, "{q}: {hits:?}");
+        assert!(
+            hits.iter().any(|h| h.path.starts_with("zh-") != zh),
+            "{q}: {hits:?}"
+        );
+        let plain = kb.search(q, &opts(0)).unwrap();
+        assert_eq!(hits[0].chunk_id, plain[0].chunk_id, "{q}");
+    }
+    // Not in the single-retriever modes.
+    let bm = kb
+        .search(
+            "medical certificate",
+            &SearchOptions {
+                k: 1,
+                mode: SearchMode::Bm25,
+                ..SearchOptions::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(bm[0].path, "leave.md");
 }
