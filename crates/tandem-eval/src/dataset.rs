@@ -301,6 +301,7 @@ fn fmix64(mut k: u64) -> u64 {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -368,6 +368,7 @@ fn mtbench(text: &str, refs: &BTreeMap<u64, String>) -> Result<Vec<Candidate>, P
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

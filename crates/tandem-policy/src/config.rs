@@ -400,6 +400,10 @@ pub struct RawPolicy {
     /// Task classifier settings.
     #[serde(default)]
     pub classifier: RawClassifier,
+    /// Learned router file (`tandem router train`): enables `slm_win_probability`
+    /// conditions. It reads the classifier's embeddings, so it needs
+    /// `policy.classifier.embedding_model` (the model it was trained with).
+    pub router: Option<Spanned<String>>,
 }
 
 /// `policy.pii:`.
@@ -478,6 +482,9 @@ pub struct RawCondition {
     pub tenant: Option<OneOrMany>,
     /// Latency budget from `x-tandem-latency-budget-ms`.
     pub latency_budget_ms: Option<Range>,
+    /// The learned router's probability that the SLM's answer is good enough (needs
+    /// `router.file`).
+    pub slm_win_probability: Option<Range>,
     /// Every sub-condition matches.
     pub all: Option<Vec<RawCondition>>,
     /// At least one sub-condition matches.
@@ -710,6 +717,8 @@ pub struct Config {
     pub routes: Vec<crate::rules::Route>,
     /// Knowledge-base answers.
     pub rag: RagSettings,
+    /// Learned router file (`policy.router`).
+    pub router: Option<String>,
 }
 
 impl Config {
@@ -731,6 +740,7 @@ impl Config {
             classifier: ClassifierConfig::default(),
             routes: Vec::new(),
             rag: RagSettings::default(),
+            router: None,
         }
     }
 
@@ -1172,6 +1182,31 @@ fn validate(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Conf
             routes.push(route);
         }
     }
+    let router = raw.policy.router.as_ref().map(|r| r.to_string());
+    if let Some(r) = &raw.policy.router
+        && embedding_model.is_none()
+    {
+        issues.at(
+            r.span(),
+            "policy.router needs policy.classifier.embedding_model: the router reads the \
+             classifier's embeddings",
+        );
+    }
+    for route in &routes {
+        if let Some(raw_route) = raw.routes.iter().find(|r| r.name.as_str() == route.name)
+            && route.uses_router()
+            && router.is_none()
+        {
+            issues.at(
+                raw_route.name.span(),
+                format!(
+                    "route `{}` uses slm_win_probability but no learned router is configured \
+                     (policy.router: FILE from `tandem router train`)",
+                    route.name
+                ),
+            );
+        }
+    }
     if issues.0.is_empty() {
         Ok(Config {
             server: raw.server,
@@ -1189,6 +1224,7 @@ fn validate(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Conf
             classifier,
             routes,
             rag,
+            router,
         })
     } else {
         issues.0.sort_by_key(|i| (i.line == 0, i.line, i.column));

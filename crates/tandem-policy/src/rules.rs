@@ -68,6 +68,9 @@ pub enum Cond {
     Tenant(Vec<String>),
     /// Latency budget in range (no header: no match).
     LatencyBudget(Range),
+    /// The learned router's probability that the SLM's answer is good enough, in range (no
+    /// router or no text: no match).
+    SlmWin(Range),
     /// All hold.
     All(Vec<Cond>),
     /// One holds.
@@ -302,6 +305,18 @@ fn compile_cond(c: &RawCondition, issues: &mut Issues, route: &Spanned<String>) 
         check_range(issues, r, "latency_budget_ms", Some(route.span()));
         parts.push(Cond::LatencyBudget(*r));
     }
+    if let Some(r) = &c.slm_win_probability {
+        check_range(issues, r, "slm_win_probability", Some(route.span()));
+        for v in [r.min, r.max].into_iter().flatten() {
+            if !(0.0..=1.0).contains(&v) {
+                issues.at(
+                    route.span(),
+                    format!("slm_win_probability: bounds are probabilities (0 to 1), got {v}"),
+                );
+            }
+        }
+        parts.push(Cond::SlmWin(*r));
+    }
     if let Some(all) = &c.all {
         parts.push(Cond::All(
             all.iter().map(|c| compile_cond(c, issues, route)).collect(),
@@ -348,9 +363,27 @@ fn first_line(s: &str) -> String {
         .to_string()
 }
 
+fn cond_uses_router(c: &Cond) -> bool {
+    match c {
+        Cond::SlmWin(_) => true,
+        Cond::All(v) | Cond::Any(v) => v.iter().any(cond_uses_router),
+        Cond::Not(c) => cond_uses_router(c),
+        _ => false,
+    }
+}
+
+impl Route {
+    /// Whether the conditions look at the learned router (`slm_win_probability`).
+    pub fn uses_router(&self) -> bool {
+        self.when.as_ref().is_some_and(cond_uses_router)
+    }
+}
+
+/// Whether deciding may need an embedding (the task category or the learned router): such
+/// decisions run off the async threads.
 fn cond_needs_category(c: &Cond) -> bool {
     match c {
-        Cond::Category { .. } => true,
+        Cond::Category { .. } | Cond::SlmWin(_) => true,
         Cond::All(v) | Cond::Any(v) => v.iter().any(cond_needs_category),
         Cond::Not(c) => cond_needs_category(c),
         _ => false,
@@ -548,8 +581,10 @@ pub struct RouteRequest<'a> {
 pub struct Facts<'a> {
     count_tokens: &'a dyn Fn() -> usize,
     classify: &'a dyn Fn() -> Option<Classification>,
+    router: Option<&'a dyn Fn() -> Option<f32>>,
     tokens: OnceCell<usize>,
     category: OnceCell<Option<Classification>>,
+    slm_win: OnceCell<Option<f32>>,
     last_user: OnceCell<String>,
     conversation: OnceCell<String>,
 }
@@ -563,11 +598,30 @@ impl<'a> Facts<'a> {
         Facts {
             count_tokens,
             classify,
+            router: None,
             tokens: OnceCell::new(),
             category: OnceCell::new(),
+            slm_win: OnceCell::new(),
             last_user: OnceCell::new(),
             conversation: OnceCell::new(),
         }
+    }
+
+    /// Adds the learned router: the probability that the SLM's answer is good enough for
+    /// this request (`None`: cannot tell).
+    pub fn with_router(mut self, router: &'a dyn Fn() -> Option<f32>) -> Self {
+        self.router = Some(router);
+        self
+    }
+
+    /// The learned router's SLM win probability (computed now if not yet).
+    pub fn slm_win_probability(&self) -> Option<f32> {
+        *self.slm_win.get_or_init(|| self.router.and_then(|r| r()))
+    }
+
+    /// The SLM win probability if it was computed.
+    pub fn slm_win_if_computed(&self) -> Option<f32> {
+        self.slm_win.get().copied().flatten()
     }
 
     /// Prompt tokens.
@@ -785,6 +839,17 @@ fn eval(c: &Cond, req: &RouteRequest, facts: &Facts, trace: &mut Vec<CondTrace>)
                 .map(|b| format!("{b}"))
                 .unwrap_or_else(|| "(no x-tandem-latency-budget-ms)".into()),
         ),
+        Cond::SlmWin(r) => {
+            let p = facts.slm_win_probability();
+            // Rounded to 6 decimals: an f32 such as 0.4 widens to 0.4000000059604645, which
+            // would miss `max: 0.4`.
+            (
+                p.is_some_and(|p| r.contains((f64::from(p) * 1e6).round() / 1e6)),
+                format!("slm_win_probability {}", range_text(r)),
+                p.map(|p| format!("{p:.3}"))
+                    .unwrap_or_else(|| "(no learned router loaded)".into()),
+            )
+        }
         Cond::All(v) => {
             // Flatten: each part reports itself.
             for c in v {

@@ -512,3 +512,113 @@ fn price_and_cost() {
     assert!((p.cost(2000, 500) - (2000.0 * 0.15 + 500.0 * 0.6) / 1e6).abs() < 1e-15);
     assert_eq!(cfg.model("slm").unwrap().price.cost(100, 100), 0.0);
 }
+
+const ROUTER_CFG: &str = r#"
+models:
+  - {name: slm, local: smollm2-135m}
+  - {name: llm, local: qwen2.5-coder-1.5b}
+  - {name: minilm-l6, local: minilm-l6}
+policy:
+  local_model: slm
+  llm_model: llm
+  classifier: {embedding_model: minilm-l6}
+  router: router.knn
+routes:
+  - name: hard-for-the-slm
+    when: {slm_win_probability: {max: 0.4}}
+    then: {model: llm}
+  - name: rest
+    then: {model: slm}
+"#;
+
+fn decide_with_router(cfg: &Config, p: Option<f32>, calls: &Cell<u32>) -> Decision {
+    let messages = user("Prove that there are infinitely many primes.");
+    let count = || 10;
+    let classify = || Some(cat("general"));
+    let router = || {
+        calls.set(calls.get() + 1);
+        p
+    };
+    let facts = Facts::new(&count, &classify).with_router(&router);
+    let rr = RouteRequest {
+        requested_model: "auto",
+        messages: &messages,
+        headers: &[],
+        api_key: None,
+        tenant: None,
+        latency_budget_ms: None,
+        pii: &[],
+    };
+    cfg.decide(&rr, &facts).unwrap()
+}
+
+#[test]
+fn slm_win_probability_routes_by_the_learned_router() {
+    let cfg = parse(ROUTER_CFG);
+    assert_eq!(cfg.router.as_deref(), Some("router.knn"));
+    assert!(cfg.routes[0].uses_router() && !cfg.routes[1].uses_router());
+    assert!(
+        cfg.routes[0].needs_category,
+        "decided off the async threads"
+    );
+    for (p, route) in [
+        (Some(0.1), "hard-for-the-slm"),
+        (Some(0.4), "hard-for-the-slm"),
+        (Some(0.41), "rest"),
+        (Some(0.9), "rest"),
+        (None, "rest"),
+    ] {
+        let calls = Cell::new(0);
+        let d = decide_with_router(&cfg, p, &calls);
+        assert_eq!(d.route, route, "p = {p:?}");
+        assert_eq!(calls.get(), 1, "computed once");
+        let why = format!("{:?}", d.trace);
+        assert!(why.contains("slm_win_probability"), "{why}");
+        if p.is_none() {
+            assert!(why.contains("no learned router loaded"), "{why}");
+        }
+    }
+    // Facts without a router never match the condition.
+    let messages = user("hello");
+    let count = || 1;
+    let classify = || None;
+    let facts = Facts::new(&count, &classify);
+    let rr = RouteRequest {
+        requested_model: "auto",
+        messages: &messages,
+        headers: &[],
+        api_key: None,
+        tenant: None,
+        latency_budget_ms: None,
+        pii: &[],
+    };
+    assert_eq!(cfg.decide(&rr, &facts).unwrap().route, "rest");
+}
+
+#[test]
+fn slm_win_probability_misconfigurations_are_refused() {
+    let err = |text: &str| {
+        config::parse_with_env(text, &env)
+            .map(|_| ())
+            .unwrap_err()
+            .to_string()
+    };
+    let no_router = ROUTER_CFG.replace("  router: router.knn\n", "");
+    let e = err(&no_router);
+    assert!(
+        e.contains("route `hard-for-the-slm` uses slm_win_probability"),
+        "{e}"
+    );
+    let no_embedding = ROUTER_CFG.replace("  classifier: {embedding_model: minilm-l6}\n", "");
+    let e = err(&no_embedding);
+    assert!(
+        e.contains("policy.router needs policy.classifier.embedding_model"),
+        "{e}"
+    );
+    let e = err(&ROUTER_CFG.replace("{max: 0.4}", "{max: 40}"));
+    assert!(e.contains("bounds are probabilities"), "{e}");
+    let e = err(&ROUTER_CFG.replace("{max: 0.4}", "{min: 0.6, max: 0.4}"));
+    assert!(e.contains("min 0.6 is greater than max 0.4"), "{e}");
+    let e = err(&ROUTER_CFG.replace("{max: 0.4}", "{below: 0.4}"));
+    assert!(e.contains("below"), "{e}");
+}

@@ -339,7 +339,8 @@ pub async fn prepare_with(
                 None => estimate_tokens(&messages),
             };
             let classify = || rt.classifier.classify(last_user(&messages)).ok();
-            let facts = Facts::new(&count, &classify);
+            let router = || rt.slm_win_probability(last_user(&messages));
+            let facts = Facts::new(&count, &classify).with_router(&router);
             let rr = RouteRequest {
                 requested_model: &requested,
                 messages: &messages,

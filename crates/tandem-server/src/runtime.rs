@@ -9,7 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 use tandem_embed::{Embedder, WeightPrecision};
 use tandem_engine::Engine;
-use tandem_policy::classify::{Classifier, TextEmbedder};
+use tandem_eval::knn::LearnedRouter;
+use tandem_policy::classify::{Classifier, TextEmbedder, embed_window};
 use tandem_policy::config::{ModelSource, Provider, RemoteModel};
 use tandem_policy::pii::Detector;
 use tandem_policy::{Action, Config};
@@ -56,6 +57,8 @@ pub struct Runtime {
     pub needs_category: bool,
     /// Reload counter (0 for the first configuration).
     pub generation: u64,
+    /// The learned router (`policy.router`) with the classifier's embedder it reads.
+    pub router: Option<(Arc<LearnedRouter>, Arc<dyn TextEmbedder>)>,
 }
 
 /// Upstream client settings from a remote model's configuration.
@@ -246,6 +249,25 @@ impl Runtime {
         let Some(classifier) = classifier else {
             return Err("classifier could not be built".into());
         };
+        let router = match (&config.router, &config.embedding_model) {
+            (Some(file), Some(name)) => {
+                let Some(e) = embed.get(name) else {
+                    return Err(format!(
+                        "policy.router: the embedding model `{name}` is not loaded"
+                    ));
+                };
+                let r = LearnedRouter::load_expecting(
+                    std::path::Path::new(file),
+                    name,
+                    e.classifier_embedder.dim(),
+                )
+                .map_err(|err| format!("policy.router `{file}`: {err}"))?;
+                let adapter: Arc<dyn TextEmbedder> =
+                    Arc::new(EmbedAdapter(e.classifier_embedder.clone()));
+                Some((Arc::new(r), adapter))
+            }
+            _ => None,
+        };
         let needs_category = config.routes.iter().any(|r| r.needs_category);
         let detector = Detector::with_kinds(&config.pii_kinds);
         Ok(Runtime {
@@ -255,7 +277,26 @@ impl Runtime {
             detector,
             needs_category,
             generation: previous.map(|p| p.generation + 1).unwrap_or(0),
+            router,
         })
+    }
+
+    /// The learned router's probability that the SLM answers `text` (the last user message)
+    /// well enough: the classifier's embedding of the classifier's window of the text, then
+    /// k nearest neighbours. `None` without a router, for empty text, or if embedding fails.
+    pub fn slm_win_probability(&self, text: &str) -> Option<f32> {
+        let (router, embedder) = self.router.as_ref()?;
+        let text = text.trim();
+        if text.is_empty() {
+            return None;
+        }
+        let window = embed_window(text);
+        let v = embedder
+            .embed(&[window.as_ref()])
+            .ok()?
+            .into_iter()
+            .next()?;
+        router.predict(&v).ok()
     }
 
     /// A configuration serving exactly the loaded models, without routing rules: `auto`

@@ -96,7 +96,8 @@ fn judge_all(
         };
         let prompt = grade::find_judge(&prompts, name)
             .ok_or_else(|| anyhow!("the judge prompts have no `{name}`"))?;
-        let (system, user) = grade::render_judge(prompt, &it.prompt, &a.text, reference.as_deref())?;
+        let (system, user) =
+            grade::render_judge(prompt, &it.prompt, &a.text, reference.as_deref())?;
         let body = serde_json::json!({
             "model": judge,
             "messages": [{"role": "system", "content": system}, {"role": "user", "content": user}],
@@ -196,10 +197,7 @@ pub fn win_label(s: &Sample) -> f32 {
 
 /// The router's input: the classifier's embedding (int8 MiniLM) of the classifier's window
 /// of the user message — exactly what the server computes for `slm_win_probability`.
-pub fn router_vectors(
-    embedder: &tandem_embed::Embedder,
-    texts: &[&str],
-) -> Result<Vec<Vec<f32>>> {
+pub fn router_vectors(embedder: &tandem_embed::Embedder, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
     let windows: Vec<std::borrow::Cow<'_, str>> = texts
         .iter()
         .map(|t| tandem_policy::classify::embed_window(t))
@@ -215,11 +213,10 @@ pub fn router_vectors(
 /// The classifier's embedder of a loaded state, with its name.
 fn classifier_embedder(state: &AppState) -> Result<(String, Arc<tandem_embed::Embedder>)> {
     let rt = state.runtime();
-    let name = rt
-        .config
-        .embedding_model
-        .clone()
-        .ok_or_else(|| anyhow!("the configuration has no embedding model for the classifier"))?;
+    let name =
+        rt.config.embedding_model.clone().ok_or_else(|| {
+            anyhow!("the configuration has no embedding model for the classifier")
+        })?;
     let m = state
         .embed_models()
         .find(|m| m.name == name)
@@ -323,11 +320,31 @@ pub fn report(
         JsonlCache::open(&a.out.join("judgements.jsonl"), |j: &Judgement| {
             judgement_key(&j.id, &j.model, &j.key, &j.judge)
         })?;
-    judge_all(state, rt, items, answers, [slm, llm], judge, &mut judgements)?;
+    if !a.cached_only {
+        judge_all(
+            state,
+            rt,
+            items,
+            answers,
+            [slm, llm],
+            judge,
+            &mut judgements,
+        )?;
+    }
     let runtime = state.runtime();
-    let (all, missing) = graded(&runtime.config, items, answers, &judgements, slm, llm, judge);
+    let (all, missing) = graded(
+        &runtime.config,
+        items,
+        answers,
+        &judgements,
+        slm,
+        llm,
+        judge,
+    );
     if missing > 0 {
-        eprintln!("{missing} items lack an answer or a verdict and are left out (re-run to complete them)");
+        eprintln!(
+            "{missing} items lack an answer or a verdict and are left out (re-run to complete them)"
+        );
     }
     let dev = split_of(&all, Split::Dev);
     let mut test = split_of(&all, Split::Test);
@@ -374,7 +391,8 @@ pub fn report(
     // Learned kNN router: trained on the dev split (its dev scores are leave-one-out), or
     // the router files given.
     let (emb_name, embedder) = classifier_embedder(state)?;
-    let texts = |v: &[&Graded]| -> Vec<String> { v.iter().map(|x| x.item.prompt.clone()).collect() };
+    let texts =
+        |v: &[&Graded]| -> Vec<String> { v.iter().map(|x| x.item.prompt.clone()).collect() };
     let test_texts = texts(&test);
     let test_refs: Vec<&str> = test_texts.iter().map(String::as_str).collect();
     let test_vecs = router_vectors(&embedder, &test_refs)?;
@@ -452,7 +470,10 @@ pub fn report(
         breakdown(&test, a.target, &rep)
     );
     std::fs::write(a.out.join("report.md"), &md)?;
-    std::fs::write(a.out.join("report.json"), serde_json::to_string_pretty(&rep)?)?;
+    std::fs::write(
+        a.out.join("report.json"),
+        serde_json::to_string_pretty(&rep)?,
+    )?;
     std::fs::write(a.out.join("chart.svg"), report::svg_chart(&rep))?;
     println!("{md}");
     println!(
@@ -473,7 +494,9 @@ fn breakdown(test: &[&Graded], target: f64, rep: &Report) -> String {
         e.1 += x.sample.slm_quality;
         e.2 += x.sample.llm_quality;
     }
-    let mut out = String::from("\n| source | lang | n | SLM quality | LLM quality |\n|---|---|---|---|---|\n");
+    let mut out = String::from(
+        "\n| source | lang | n | SLM quality | LLM quality |\n|---|---|---|---|---|\n",
+    );
     for ((src, lang), (n, q1, q2)) in by {
         out.push_str(&format!(
             "| {src} | {lang} | {n} | {:.3} | {:.3} |\n",
@@ -653,7 +676,10 @@ fn split_samples<'a>(l: &'a Loaded, s: Split) -> (Vec<Graded<'a>>, usize) {
         &l.llm,
         &l.judge,
     );
-    (g.into_iter().filter(|x| x.item.split == s).collect(), missing)
+    (
+        g.into_iter().filter(|x| x.item.split == s).collect(),
+        missing,
+    )
 }
 
 fn train(a: TrainArgs) -> Result<()> {
@@ -727,7 +753,12 @@ fn calibrate_cmd(a: CalibrateArgs) -> Result<()> {
         ds.slm_only.quality,
         Target::QualityFraction(a.target),
     )
-    .ok_or_else(|| anyhow!("no threshold reaches {:.0}% of the LLM quality on the dev split", a.target * 100.0))?;
+    .ok_or_else(|| {
+        anyhow!(
+            "no threshold reaches {:.0}% of the LLM quality on the dev split",
+            a.target * 100.0
+        )
+    })?;
     let p = calibrate::apply(c.threshold, test, test_scores, RouterKind::Route)?;
     let ts = metrics::summary(test)?;
     // score = 1 - p ≥ threshold → LLM, i.e. p ≤ 1 - threshold.
@@ -746,7 +777,11 @@ fn calibrate_cmd(a: CalibrateArgs) -> Result<()> {
         test.len(),
         100.0 * p.llm_share,
         p.quality,
-        if ts.llm_only.quality > 0.0 { 100.0 * p.quality / ts.llm_only.quality } else { 0.0 },
+        if ts.llm_only.quality > 0.0 {
+            100.0 * p.quality / ts.llm_only.quality
+        } else {
+            0.0
+        },
         ts.llm_only.quality,
         ts.slm_only.quality,
         report::fmt_usd(p.cost_per_request)
@@ -757,4 +792,3 @@ fn calibrate_cmd(a: CalibrateArgs) -> Result<()> {
     );
     Ok(())
 }
-

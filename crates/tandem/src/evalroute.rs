@@ -352,8 +352,12 @@ pub struct EvalRouteArgs {
     #[arg(long, default_value = "eval-out/route")]
     pub out: PathBuf,
     /// Only generate and cache the answers; no report.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "cached_only")]
     pub generate_only: bool,
+    /// Generate nothing: report on the items whose answers are already cached (e.g. while
+    /// another run is still generating).
+    #[arg(long)]
+    pub cached_only: bool,
     /// Pull missing catalog models.
     #[arg(long)]
     pub pull: bool,
@@ -375,8 +379,15 @@ pub fn eval_route(a: EvalRouteArgs) -> Result<()> {
     if items.is_empty() {
         bail!("no items of {} match --split/--limit", a.dataset.display());
     }
-    // A partial run is a random sample of everything: go in hash order, not file order.
-    items.sort_by_key(|it| (dataset::stable_hash(&it.id), it.id.clone()));
+    // A partial run is a random sample of everything: go in hash order, not file order
+    // (salted: the split itself is drawn by the unsalted hash, so that order would do the
+    // whole dev split first).
+    items.sort_by_key(|it| {
+        (
+            dataset::stable_hash(&format!("order:{}", it.id)),
+            it.id.clone(),
+        )
+    });
     let (cfg, label) = crate::config::load_or_default(a.config.as_deref())?;
     let slm = match (&a.slm, &cfg.local_model) {
         (Some(m), _) | (None, Some(m)) => m.clone(),
@@ -407,6 +418,7 @@ pub fn eval_route(a: EvalRouteArgs) -> Result<()> {
         .iter()
         .flat_map(|it| [(it, slm.as_str()), (it, llm.as_str())])
         .filter(|(it, m)| answers.get(&answer_key(&it.id, m, &item_key(it))).is_none())
+        .filter(|_| !a.cached_only)
         .collect();
     eprintln!(
         "{} items, {} answers cached in {}, {} to generate (SLM {slm}, LLM {llm})",

@@ -453,3 +453,231 @@ rag:
     let (ok, _, err) = run(&["ask", "e2e", "anything"]);
     assert!(!ok && err.contains("does not exist"), "{err}");
 }
+
+/// `eval route` on a tiny dataset with the real SmolLM2 as the SLM and a second `tandem
+/// serve` process as the LLM (and judge); a second run generates nothing; `router train`
+/// and `router calibrate` work on the results, and the trained router file drives a policy
+/// condition.
+#[test]
+fn eval_route_caches_answers_and_trains_a_router() {
+    let dir = tempfile::tempdir().unwrap();
+    let up_ledger = dir.path().join("upstream.sqlite");
+    let upstream = Server::start(&[
+        "serve",
+        "-m",
+        "smollm2-135m",
+        "--port",
+        "0",
+        "--threads",
+        "1",
+        "--ledger",
+        up_ledger.to_str().unwrap(),
+    ]);
+    let letter = "\n\nReply with the letter (A, B, C or D) of the correct option only.";
+    let item = |id: &str, split: &str, prompt: String, grader: Value, max: u32| {
+        serde_json::json!({"id": id, "split": split, "prompt": prompt, "grader": grader,
+            "max_tokens": max})
+        .to_string()
+    };
+    let items = [
+        item(
+            "d1",
+            "dev",
+            format!(
+                "What colour is the sky on a clear day?\nA. Green\nB. Blue\nC. Red\nD. Black{letter}"
+            ),
+            serde_json::json!({"kind": "choice", "answer": "B"}),
+            6,
+        ),
+        item(
+            "d2",
+            "dev",
+            "What is 2 + 3? End with #### and the number.".into(),
+            serde_json::json!({"kind": "number", "answer": 5}),
+            24,
+        ),
+        item(
+            "d3",
+            "dev",
+            format!("What is the capital of France?\nA. Paris\nB. Rome\nC. Oslo\nD. Bern{letter}"),
+            serde_json::json!({"kind": "choice", "answer": "A"}),
+            6,
+        ),
+        item(
+            "t1",
+            "test",
+            format!("Which animal barks?\nA. Cat\nB. Cow\nC. Dog\nD. Fish{letter}"),
+            serde_json::json!({"kind": "choice", "answer": "C"}),
+            6,
+        ),
+        item(
+            "t2",
+            "test",
+            "What is 10 - 4? End with #### and the number.".into(),
+            serde_json::json!({"kind": "number", "answer": 6}),
+            24,
+        ),
+        item(
+            "t3",
+            "test",
+            "Write one sentence about the sea.".into(),
+            serde_json::json!({"kind": "judge"}),
+            16,
+        ),
+    ];
+    let dataset = dir.path().join("d.jsonl");
+    std::fs::write(&dataset, items.join("\n")).unwrap();
+    let cfg = dir.path().join("tandem.yaml");
+    let cfg_text = format!(
+        r#"
+models:
+  - name: slm
+    local: smollm2-135m
+    engine: {{threads: 1}}
+  - name: minilm-l6
+    local: minilm-l6
+  - name: llm
+    provider: openai
+    base_url: {}/v1
+    model: smollm2-135m
+    price: {{input: 0.15, output: 0.60}}
+policy:
+  local_model: slm
+  llm_model: llm
+  classifier: {{embedding_model: minilm-l6}}
+"#,
+        upstream.url
+    );
+    std::fs::write(&cfg, &cfg_text).unwrap();
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_tandem"))
+            .args(args)
+            .env("TANDEM_LOG", "error")
+            .env("TANDEM_THREADS", "1")
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let out_dir = dir.path().join("route");
+    let (d, c, o) = (
+        dataset.to_str().unwrap(),
+        cfg.to_str().unwrap(),
+        out_dir.to_str().unwrap(),
+    );
+    let args = ["eval", "route", "--dataset", d, "--config", c, "--out", o];
+    let (ok, out, err) = run(&args);
+    assert!(ok, "{out}{err}");
+    assert!(err.contains("12 to generate"), "{err}");
+    let lines = |p: &Path| std::fs::read_to_string(p).unwrap().lines().count();
+    assert_eq!(lines(&out_dir.join("answers.jsonl")), 12);
+    // The open-ended answers went to the judge (the LLM): two verdicts, whether or not the
+    // small judge wrote a rating.
+    assert_eq!(lines(&out_dir.join("judgements.jsonl")), 2);
+    let report: Value =
+        serde_json::from_str(&std::fs::read_to_string(out_dir.join("report.json")).unwrap())
+            .unwrap();
+    assert_eq!(report["split"], "test");
+    let n = report["n"].as_u64().unwrap();
+    assert!((2..=3).contains(&n), "{report}");
+    for side in ["slm_only", "llm_only"] {
+        let q = report[side]["quality"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&q), "{side}: {q}");
+    }
+    let names: Vec<&str> = report["routers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names.len(), 3, "{names:?}");
+    assert!(names[0].starts_with("cascade") && names[1].starts_with("rule policy"));
+    assert!(names[2].starts_with("learned kNN"), "{names:?}");
+    assert!(out_dir.join("router.knn").exists());
+    let svg = std::fs::read_to_string(out_dir.join("chart.svg")).unwrap();
+    assert!(svg.starts_with("<svg") && svg.contains("random"), "{svg}");
+    assert!(out.contains("| random |"), "{out}");
+    let calls = stats(&up_ledger)["requests"].as_u64().unwrap();
+    assert_eq!(calls, 6 + 2, "6 answers and 2 verdicts from the LLM");
+
+    // A second run answers from the caches: nothing reaches either model.
+    let (ok, out, err) = run(&args);
+    assert!(ok, "{out}{err}");
+    assert!(err.contains("0 to generate"), "{err}");
+    assert_eq!(lines(&out_dir.join("answers.jsonl")), 12);
+    assert_eq!(stats(&up_ledger)["requests"].as_u64().unwrap(), calls);
+
+    // Train a router on the dev split, calibrate it, and route with it.
+    let router = dir.path().join("r.knn");
+    let r = router.to_str().unwrap();
+    let res = ["--dataset", d, "--results", o, "--config", c];
+    let (ok, out, err) = run(&[&["router", "train"][..], &res, &["-o", r]].concat());
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("trained on 3 dev items"), "{out}");
+    let (ok, out, err) = run(&[&["router", "calibrate"][..], &res, &["--router", r]].concat());
+    assert!(ok || err.contains("no threshold reaches"), "{out}{err}");
+    upstream.stop();
+
+    let routed = dir.path().join("routed.yaml");
+    std::fs::write(
+        &routed,
+        format!(
+            "{cfg_text}  router: {r}\nroutes:\n  - name: hard\n    when: {{slm_win_probability: {{max: 1.0}}}}\n    then: {{model: slm}}\n"
+        ),
+    )
+    .unwrap();
+    let (ok, out, err) = run(&["config", "check", routed.to_str().unwrap()]);
+    assert!(ok, "{out}{err}");
+    let (ok, out, err) = run(&[
+        "route",
+        "--explain",
+        "Which animal barks?",
+        "--config",
+        routed.to_str().unwrap(),
+    ]);
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("slm_win_probability"), "{out}");
+    assert!(out.contains("\"hard\""), "{out}");
+
+    // Without a router file the condition is a configuration error naming the route.
+    let unrouted = dir.path().join("unrouted.yaml");
+    std::fs::write(
+        &unrouted,
+        format!("{cfg_text}routes:\n  - name: hard\n    when: {{slm_win_probability: {{max: 0.5}}}}\n    then: {{model: slm}}\n"),
+    )
+    .unwrap();
+    let (ok, _, err) = run(&["config", "check", unrouted.to_str().unwrap()]);
+    assert!(
+        !ok && err.contains("route `hard` uses slm_win_probability"),
+        "{err}"
+    );
+
+    // A malformed dataset names its line; an empty one says so.
+    let bad = dir.path().join("bad.jsonl");
+    std::fs::write(&bad, format!("{}\n{{\"id\": \"x\"}}\n", items[0])).unwrap();
+    let (ok, _, err) = run(&[
+        "eval",
+        "route",
+        "--dataset",
+        bad.to_str().unwrap(),
+        "--config",
+        c,
+    ]);
+    assert!(
+        !ok && err.contains("line 2") && err.contains("missing field"),
+        "{err}"
+    );
+    std::fs::write(&bad, "\n").unwrap();
+    let (ok, _, err) = run(&[
+        "eval",
+        "route",
+        "--dataset",
+        bad.to_str().unwrap(),
+        "--config",
+        c,
+    ]);
+    assert!(!ok && err.contains("no items"), "{err}");
+}
