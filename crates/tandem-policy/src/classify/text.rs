@@ -9,13 +9,14 @@ pub(super) const SCAN_HEAD_BYTES: usize = 8 * 1024;
 /// "summarise the above" often come after a pasted document).
 pub(super) const SCAN_TAIL_BYTES: usize = 2 * 1024;
 
-/// Budget of the text handed to the embedder, in cost units (see [`char_cost`]). 80 units
-/// are about 80 characters of English (≈ 15 words, ≈ 20 WordPiece tokens) or 26 CJK
-/// characters. The budget keeps the classifier's embedding inside its latency budget: on a
-/// 2-core AVX2 CPU MiniLM costs ≈ 4 ms + ≈ 0.2–0.4 ms per token. Measured on the labelled
-/// sets, accuracy with 80 units equals that with 256 (tuning 0.896 vs 0.896, holdout 0.893
-/// vs 0.885): the head of a request says what kind of task it is.
-pub(super) const EMBED_BUDGET: usize = 80;
+/// Budget of the text handed to the embedder, in cost units (see [`char_cost`]). 64 units
+/// are about 64 characters of English (≈ 12 words, ≈ 16 WordPiece tokens) or 21 CJK
+/// characters. The budget keeps the classifier's embedding inside its latency budget (the
+/// forward pass costs a fixed part plus a part per token). Measured on the labelled sets
+/// (2026-11-29, int8 MiniLM): 64 units give tuning 0.914 / holdout 0.893, 80 units
+/// 0.896 / 0.893, 56 units 0.905 / 0.877 (Chinese holdout 0.803), 256 units 0.896 / 0.885:
+/// the head of a request says what kind of task it is.
+pub(super) const EMBED_BUDGET: usize = 64;
 /// Share of [`EMBED_BUDGET`] given to the head of an over-long text; the rest goes to its
 /// tail.
 const EMBED_HEAD_SHARE: usize = 3; // out of 4
