@@ -168,10 +168,10 @@ mod tests {
     #[test]
     fn long_text_keeps_head_and_tail_within_budget() {
         let body = "lorem ipsum dolor sit amet ".repeat(2000);
-        let text = format!("Summarise the following.\n{body}\nThanks, keep it short please");
+        let text = format!("Summarise the following.\n{body}\nThanks, keep it short");
         let w = embed_window(&text);
         assert!(w.starts_with("Summarise the following."));
-        assert!(w.ends_with("keep it short please"));
+        assert!(w.ends_with("keep it short"));
         assert!(cost(&w) <= EMBED_BUDGET + 3, "cost {}", cost(&w));
         assert!(w.len() < 600, "{}", w.len());
     }
