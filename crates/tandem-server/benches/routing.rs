@@ -7,7 +7,10 @@
 //! 2. PII detection on the same messages — baseline: the rule-only decision;
 //! 3. the task classifier with the real MiniLM over the held-out set, with the server's weight
 //!    precision (int8; `BENCH_CLASSIFIER_WEIGHTS=f32` for the exact model) — baseline: 10 ms p99;
-//! 4. gateway overhead: open-loop load at a fixed rate over loopback against a fast scripted
+//! 4. the learned router's decision (`slm_win_probability`: the classifier's int8 MiniLM
+//!    embedding of the message window, then kNN over 432 stored vectors) — baselines: the
+//!    10 ms p99 budget and the classifier in the same run;
+//! 5. gateway overhead: open-loop load at a fixed rate over loopback against a fast scripted
 //!    upstream, once directly and once through Tandem — baseline: the direct call.
 #![allow(clippy::unwrap_used)]
 
@@ -117,7 +120,7 @@ fn decisions(texts: &[String]) -> f64 {
     p99
 }
 
-fn classifier(texts: &[String]) {
+fn classifier(texts: &[String], with_router: bool) {
     let store = tandem_models::ModelStore::from_env();
     let Ok(m) = store.resolve("minilm-l6") else {
         println!("classifier: minilm-l6 not pulled; skipped");
@@ -144,6 +147,70 @@ fn classifier(texts: &[String]) {
     }
     let (_, p99) = summary("classifier (MiniLM, 432 labelled texts)", &mut times, "ms");
     println!("  ratio p99 / 10 ms budget: {:.3}", p99 / 10.0);
+    if with_router {
+        router(texts, &emb_for_router(&m.path, weights), p99);
+    }
+}
+
+fn emb_for_router(
+    path: &std::path::Path,
+    weights: tandem_embed::WeightPrecision,
+) -> Arc<tandem_embed::Embedder> {
+    Arc::new(
+        tandem_embed::Embedder::load_with(path, &tandem_embed::LoadOptions { weights }).unwrap(),
+    )
+}
+
+/// The learned router's decision, as the server makes it: window, embedding, kNN.
+fn router(texts: &[String], emb: &Arc<tandem_embed::Embedder>, classifier_p99: f64) {
+    use tandem_policy::classify::embed_window;
+    // Train on the labelled texts themselves (label: "the SLM suffices" unless the task is
+    // code or long-form writing) — the decision's cost does not depend on the labels.
+    let eval = include_str!("../../tandem-policy/data/classify-eval.jsonl");
+    let labels: Vec<f32> = eval
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["text"].is_string())
+        .map(|v| match v["category"].as_str() {
+            Some("code") | Some("long_form") => 0.0,
+            _ => 1.0,
+        })
+        .collect();
+    let examples: Vec<(Vec<f32>, f32)> = texts
+        .iter()
+        .zip(labels)
+        .map(|(t, l)| {
+            let w = embed_window(t);
+            (emb.embed(&[w.as_ref()]).unwrap().vectors.remove(0), l)
+        })
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("router.knn");
+    tandem_eval::knn::LearnedRouter::train(&examples, "minilm-l6", 10)
+        .unwrap()
+        .save(&file)
+        .unwrap();
+    let r = tandem_eval::knn::LearnedRouter::load_expecting(&file, "minilm-l6", emb.dim()).unwrap();
+    let mut times = Vec::new();
+    for _ in 0..3 {
+        for t in texts {
+            let s = Instant::now();
+            let w = embed_window(t);
+            let v = emb.embed(&[w.as_ref()]).unwrap().vectors.remove(0);
+            std::hint::black_box(r.predict(&v).unwrap());
+            times.push(s.elapsed().as_secs_f64() * 1e3);
+        }
+    }
+    let (_, p99) = summary(
+        &format!("learned router ({} vectors, k=10)", r.len()),
+        &mut times,
+        "ms",
+    );
+    println!(
+        "  ratio p99 / 10 ms budget: {:.3}; p99 / classifier p99 (same run): {:.3}",
+        p99 / 10.0,
+        p99 / classifier_p99
+    );
 }
 
 /// Process CPU time (user + system) in seconds, from /proc (Linux; 0 elsewhere).
@@ -282,8 +349,9 @@ fn main() {
     if run("decision") {
         decisions(&texts);
     }
-    if run("classifier") {
-        classifier(&texts);
+    // The router's baseline is the classifier in the same run.
+    if run("classifier") || run("router") {
+        classifier(&texts, run("router"));
     }
     if run("gateway") {
         let rt = tokio::runtime::Builder::new_multi_thread()
