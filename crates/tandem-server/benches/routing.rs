@@ -264,6 +264,50 @@ async fn load(url: String, rate: f64, secs: f64, body: serde_json::Value) -> (Ve
     (lat, errors)
 }
 
+/// Runs the open-loop load in a separate process (this bench binary again, in load-generator
+/// mode), so that the client's work does not share this process's threads with the gateway
+/// and the upstream. `BENCH_LOADGEN=inprocess` keeps the old in-process client.
+async fn load_any(url: String, rate: f64, secs: f64, body: serde_json::Value) -> (Vec<f64>, usize) {
+    if std::env::var("BENCH_LOADGEN").as_deref() == Ok("inprocess") {
+        return load(url, rate, secs, body).await;
+    }
+    let exe = std::env::current_exe().unwrap();
+    let out = tokio::process::Command::new(exe)
+        .env("BENCH_LOADGEN_URL", &url)
+        .env("BENCH_LOADGEN_BODY", body.to_string())
+        .env("BENCH_RATE", rate.to_string())
+        .env("BENCH_SECS", secs.to_string())
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let lat = v["lat"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap())
+        .collect();
+    (lat, v["errors"].as_u64().unwrap() as usize)
+}
+
+/// Load-generator mode: `BENCH_LOADGEN_URL` set; prints `{"lat": [ms...], "errors": n}`.
+fn loadgen_main(url: String, rate: f64, secs: f64) {
+    let body: serde_json::Value =
+        serde_json::from_str(&std::env::var("BENCH_LOADGEN_BODY").unwrap()).unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (lat, errors) = rt.block_on(load(url, rate, secs, body));
+    println!("{}", serde_json::json!({"lat": lat, "errors": errors}));
+}
+
 async fn gateway(rate: f64, secs: f64) {
     // A fast upstream: a fixed completion, no work.
     let app = axum::Router::new().route(
@@ -309,20 +353,25 @@ async fn gateway(rate: f64, secs: f64) {
     )
     .await;
     let c0 = cpu_secs();
-    let (mut d, de) = load(format!("{up}/v1/chat/completions"), rate, secs, direct_body).await;
+    let (mut d, de) = load_any(format!("{up}/v1/chat/completions"), rate, secs, direct_body).await;
     let c1 = cpu_secs();
-    let (mut g, ge) = load(format!("{gw}/v1/chat/completions"), rate, secs, body).await;
+    let (mut g, ge) = load_any(format!("{gw}/v1/chat/completions"), rate, secs, body).await;
     let c2 = cpu_secs();
     let per = |c: f64, n: usize| c / n.max(1) as f64 * 1e6;
     println!(
-        "open-loop {rate} requests/s for {secs} s, loopback, one process (client, gateway, upstream share 2 cores)"
+        "open-loop {rate} requests/s for {secs} s, loopback; load generator: {} (gateway and upstream in this process; all share the 2 cores)",
+        if std::env::var("BENCH_LOADGEN").as_deref() == Ok("inprocess") {
+            "in this process"
+        } else {
+            "a separate process"
+        }
     );
     let (d50, d99) = summary("  direct to upstream (baseline)", &mut d, "ms");
     let (g50, g99) = summary("  through Tandem", &mut g, "ms");
     println!("  errors: direct {de}, gateway {ge}");
     let (cd, cg) = (per(c1 - c0, d.len()), per(c2 - c1, g.len()));
     println!(
-        "  CPU per request (client + servers): direct {cd:.0} µs, through Tandem {cg:.0} µs; Tandem adds {:.0} µs",
+        "  CPU per request of this process (servers; plus the client when in-process): direct {cd:.0} µs, through Tandem {cg:.0} µs; Tandem adds {:.0} µs",
         cg - cd
     );
     println!(
@@ -343,6 +392,10 @@ fn main() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(5.0);
+    if let Ok(url) = std::env::var("BENCH_LOADGEN_URL") {
+        loadgen_main(url, rate, secs);
+        return;
+    }
     let only = args.iter().skip(1).find(|a| !a.starts_with('-')).cloned();
     let texts = texts();
     let run = |name: &str| only.as_deref().is_none_or(|o| name.contains(o));
