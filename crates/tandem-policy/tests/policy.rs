@@ -64,6 +64,20 @@ impl<'a> Req<'a> {
     }
 }
 
+/// A request for `model` with `messages` and nothing else (no headers, key, tenant, budget
+/// or PII).
+fn plain<'a>(model: &'a str, messages: &'a [ChatMessage]) -> RouteRequest<'a> {
+    RouteRequest {
+        requested_model: model,
+        messages,
+        headers: &[],
+        api_key: None,
+        tenant: None,
+        latency_budget_ms: None,
+        pii: &[],
+    }
+}
+
 fn decide_counting(cfg: &Config, r: &Req, classified: &Cell<u32>) -> Decision {
     let messages = user(r.text);
     let pii = Detector::new().detect(r.text);
@@ -329,15 +343,7 @@ fn direct_requests_and_aliases() {
     let count = || 1;
     let classify = || None;
     let facts = Facts::new(&count, &classify);
-    let rr = RouteRequest {
-        requested_model: "nope",
-        messages: &messages,
-        headers: &[],
-        api_key: None,
-        tenant: None,
-        latency_budget_ms: None,
-        pii: &[],
-    };
+    let rr = plain("nope", &messages);
     assert!(cfg.decide(&rr, &facts).is_err());
     // Direct naming can be switched off.
     let strict = parse(&format!("{REMOTE}\n").replace(
@@ -540,15 +546,7 @@ fn decide_with_router(cfg: &Config, p: Option<f32>, calls: &Cell<u32>) -> Decisi
         p
     };
     let facts = Facts::new(&count, &classify).with_router(&router);
-    let rr = RouteRequest {
-        requested_model: "auto",
-        messages: &messages,
-        headers: &[],
-        api_key: None,
-        tenant: None,
-        latency_budget_ms: None,
-        pii: &[],
-    };
+    let rr = plain("auto", &messages);
     cfg.decide(&rr, &facts).unwrap()
 }
 
@@ -583,15 +581,7 @@ fn slm_win_probability_routes_by_the_learned_router() {
     let count = || 1;
     let classify = || None;
     let facts = Facts::new(&count, &classify);
-    let rr = RouteRequest {
-        requested_model: "auto",
-        messages: &messages,
-        headers: &[],
-        api_key: None,
-        tenant: None,
-        latency_budget_ms: None,
-        pii: &[],
-    };
+    let rr = plain("auto", &messages);
     assert_eq!(cfg.decide(&rr, &facts).unwrap().route, "rest");
 }
 

@@ -2,8 +2,8 @@
 //! and `tandem router train|calibrate`.
 
 use crate::evalroute::{
-    Answer, EvalRouteArgs, JsonlCache, answer_key, chat_text, item_key, judge_prompts_text,
-    load_dataset,
+    Answer, EvalRouteArgs, JsonlCache, ModelArgs, answer_key, chat_text, item_key,
+    judge_prompts_text, load_dataset,
 };
 use anyhow::{Context, Result, anyhow, bail};
 use clap::{Args, Subcommand};
@@ -551,15 +551,8 @@ pub struct ResultsArgs {
     /// The `eval route` output folder (answers.jsonl, judgements.jsonl).
     #[arg(long, default_value = "eval-out/route")]
     pub results: PathBuf,
-    /// The small model (default: the configuration's `policy.local_model`).
-    #[arg(long)]
-    pub slm: Option<String>,
-    /// The large model (default: the configuration's `policy.llm_model`).
-    #[arg(long)]
-    pub llm: Option<String>,
-    /// The judge the results were graded with (default: the large model).
-    #[arg(long)]
-    pub judge: Option<String>,
+    #[command(flatten)]
+    pub models: ModelArgs,
     /// Configuration (models, prices, the classifier's embedding model).
     #[arg(long, short = 'c')]
     pub config: Option<PathBuf>,
@@ -615,14 +608,7 @@ struct Loaded {
 fn load_results(r: &ResultsArgs) -> Result<Loaded> {
     let items = load_dataset(&r.dataset)?;
     let (cfg, label) = crate::config::load_or_default(r.config.as_deref())?;
-    let pick = |flag: &Option<String>, cfgv: &Option<String>, what: &str| -> Result<String> {
-        flag.clone()
-            .or_else(|| cfgv.clone())
-            .ok_or_else(|| anyhow!("{label} names no {what}; pass it as a flag"))
-    };
-    let slm = pick(&r.slm, &cfg.local_model, "`policy.local_model`")?;
-    let llm = pick(&r.llm, &cfg.llm_model, "`policy.llm_model`")?;
-    let judge = r.judge.clone().unwrap_or_else(|| llm.clone());
+    let (slm, llm, judge) = r.models.resolve(&cfg, &label)?;
     let answers_path = r.results.join("answers.jsonl");
     if !answers_path.exists() {
         bail!(

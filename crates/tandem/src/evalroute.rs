@@ -317,11 +317,9 @@ pub fn load_dataset(path: &Path) -> Result<Vec<Item>> {
 // tandem eval route
 // ---------------------------------------------------------------------------------------------
 
+/// The models of a routing evaluation.
 #[derive(Args, Debug)]
-pub struct EvalRouteArgs {
-    /// Dataset (JSONL; see `tandem eval prepare` and docs/evaluation.md).
-    #[arg(long)]
-    pub dataset: PathBuf,
+pub struct ModelArgs {
     /// The small model (default: the configuration's `policy.local_model`).
     #[arg(long)]
     pub slm: Option<String>,
@@ -331,6 +329,41 @@ pub struct EvalRouteArgs {
     /// The judge of open-ended answers (default: the large model).
     #[arg(long)]
     pub judge: Option<String>,
+}
+
+impl ModelArgs {
+    /// (SLM, LLM, judge): the flags, else the configuration's policy models; each must be
+    /// a model of the configuration.
+    pub fn resolve(
+        &self,
+        cfg: &tandem_policy::Config,
+        label: &str,
+    ) -> Result<(String, String, String)> {
+        let slm = match (&self.slm, &cfg.local_model) {
+            (Some(m), _) | (None, Some(m)) => m.clone(),
+            (None, None) => bail!("{label} names no `policy.local_model`; pass --slm"),
+        };
+        let llm = match (&self.llm, &cfg.llm_model) {
+            (Some(m), _) | (None, Some(m)) => m.clone(),
+            (None, None) => bail!("{label} names no `policy.llm_model`; pass --llm"),
+        };
+        let judge = self.judge.clone().unwrap_or_else(|| llm.clone());
+        for m in [&slm, &llm, &judge] {
+            if cfg.model(m).is_none() {
+                bail!("model `{m}` is not in {label}");
+            }
+        }
+        Ok((slm, llm, judge))
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct EvalRouteArgs {
+    /// Dataset (JSONL; see `tandem eval prepare` and docs/evaluation.md).
+    #[arg(long)]
+    pub dataset: PathBuf,
+    #[command(flatten)]
+    pub models: ModelArgs,
     /// Only this split (`dev` or `test`); default both: the dev split tunes the thresholds
     /// and trains the learned router, the test split is reported.
     #[arg(long)]
@@ -389,20 +422,7 @@ pub fn eval_route(a: EvalRouteArgs) -> Result<()> {
         )
     });
     let (cfg, label) = crate::config::load_or_default(a.config.as_deref())?;
-    let slm = match (&a.slm, &cfg.local_model) {
-        (Some(m), _) | (None, Some(m)) => m.clone(),
-        (None, None) => bail!("{label} names no `policy.local_model`; pass --slm"),
-    };
-    let llm = match (&a.llm, &cfg.llm_model) {
-        (Some(m), _) | (None, Some(m)) => m.clone(),
-        (None, None) => bail!("{label} names no `policy.llm_model`; pass --llm"),
-    };
-    let judge = a.judge.clone().unwrap_or_else(|| llm.clone());
-    for m in [&slm, &llm, &judge] {
-        if cfg.model(m).is_none() {
-            bail!("model `{m}` is not in {label}");
-        }
-    }
+    let (slm, llm, judge) = a.models.resolve(&cfg, &label)?;
     std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
     let state = crate::serve::local_state(cfg, a.pull)
         .with_context(|| format!("loading the models of {label}"))?;

@@ -260,13 +260,11 @@ fn config_check_reports_each_error_with_its_line() {
     assert!(err.contains("no ledger"), "{err}");
 }
 
-/// `tandem ingest`, `ask`, `kb ls|rm` and `eval rag` in every mode, with a second `tandem
-/// serve` process as the LLM; a second `eval rag` run answers from its cache.
-#[test]
-fn eval_rag_runs_every_mode_against_a_second_tandem() {
-    let dir = tempfile::tempdir().unwrap();
-    let up_ledger = dir.path().join("upstream.sqlite");
-    let upstream = Server::start(&[
+/// A second `tandem serve` process with SmolLM2 (one thread), the "remote LLM" of the
+/// evaluation tests, with its own ledger (what reached it).
+fn smollm2_upstream(dir: &Path) -> (Server, std::path::PathBuf) {
+    let ledger = dir.join("upstream.sqlite");
+    let server = Server::start(&[
         "serve",
         "-m",
         "smollm2-135m",
@@ -275,8 +273,35 @@ fn eval_rag_runs_every_mode_against_a_second_tandem() {
         "--threads",
         "1",
         "--ledger",
-        up_ledger.to_str().unwrap(),
+        ledger.to_str().unwrap(),
     ]);
+    (server, ledger)
+}
+
+/// Runs the CLI quietly on one thread with extra environment variables: (success, stdout,
+/// stderr).
+fn cli(args: &[&str], envs: &[(&str, &std::ffi::OsStr)]) -> (bool, String, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tandem"));
+    cmd.args(args)
+        .env("TANDEM_LOG", "error")
+        .env("TANDEM_THREADS", "1");
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// `tandem ingest`, `ask`, `kb ls|rm` and `eval rag` in every mode, with a second `tandem
+/// serve` process as the LLM; a second `eval rag` run answers from its cache.
+#[test]
+fn eval_rag_runs_every_mode_against_a_second_tandem() {
+    let dir = tempfile::tempdir().unwrap();
+    let (upstream, up_ledger) = smollm2_upstream(dir.path());
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let docs = dir.path().join("docs");
     std::fs::create_dir_all(&docs).unwrap();
@@ -328,20 +353,7 @@ rag:
     )
     .unwrap();
     let kb_dir = dir.path().join("kb");
-    let run = |args: &[&str]| {
-        let out = Command::new(env!("CARGO_BIN_EXE_tandem"))
-            .args(args)
-            .env("TANDEM_LOG", "error")
-            .env("TANDEM_KB_DIR", &kb_dir)
-            .env("TANDEM_THREADS", "1")
-            .output()
-            .unwrap();
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    };
+    let run = |args: &[&str]| cli(args, &[("TANDEM_KB_DIR", kb_dir.as_os_str())]);
     let (ok, out, err) = run(&["ingest", "e2e", docs.to_str().unwrap()]);
     assert!(ok, "{err}");
     assert!(out.contains("3 added"), "{out}");
@@ -461,18 +473,7 @@ rag:
 #[test]
 fn eval_route_caches_answers_and_trains_a_router() {
     let dir = tempfile::tempdir().unwrap();
-    let up_ledger = dir.path().join("upstream.sqlite");
-    let upstream = Server::start(&[
-        "serve",
-        "-m",
-        "smollm2-135m",
-        "--port",
-        "0",
-        "--threads",
-        "1",
-        "--ledger",
-        up_ledger.to_str().unwrap(),
-    ]);
+    let (upstream, up_ledger) = smollm2_upstream(dir.path());
     let letter = "\n\nReply with the letter (A, B, C or D) of the correct option only.";
     let item = |id: &str, split: &str, prompt: String, grader: Value, max: u32| {
         serde_json::json!({"id": id, "split": split, "prompt": prompt, "grader": grader,
@@ -549,19 +550,7 @@ policy:
         upstream.url
     );
     std::fs::write(&cfg, &cfg_text).unwrap();
-    let run = |args: &[&str]| {
-        let out = Command::new(env!("CARGO_BIN_EXE_tandem"))
-            .args(args)
-            .env("TANDEM_LOG", "error")
-            .env("TANDEM_THREADS", "1")
-            .output()
-            .unwrap();
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    };
+    let run = |args: &[&str]| cli(args, &[]);
     let out_dir = dir.path().join("route");
     let (d, c, o) = (
         dataset.to_str().unwrap(),
