@@ -232,22 +232,12 @@ fn policy_scores(
     g: &[&Graded],
     llm: &str,
 ) -> Result<Vec<f64>> {
-    use tandem_server::gateway::{self, RequestMeta};
+    use tandem_server::gateway;
     let mut out = Vec::with_capacity(g.len());
     for x in g {
-        let mut messages = Vec::new();
-        if let Some(s) = &x.item.system {
-            messages.push(serde_json::json!({"role": "system", "content": s}));
-        }
-        messages.push(serde_json::json!({"role": "user", "content": x.item.prompt}));
-        let body = serde_json::json!({"model": "auto", "messages": messages});
-        let req = tandem_types::openai::parse_chat_request(body.to_string().as_bytes(), false)
-            .map_err(|e| anyhow!("{}", e.message))?;
-        let meta = RequestMeta {
-            headers: Vec::new(),
-            start: std::time::Instant::now(),
-            ts_ms: gateway::now_ms(),
-        };
+        let body =
+            serde_json::json!({"model": "auto", "messages": crate::evalroute::messages(x.item)});
+        let (req, meta) = crate::evalroute::request(&body)?;
         let (doc, ..) = rt
             .block_on(gateway::explain(state, &req, &meta))
             .map_err(|e| anyhow!("explaining {}: {}", x.item.id, e.message))?;

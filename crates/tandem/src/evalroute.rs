@@ -220,14 +220,9 @@ pub fn answer_key(id: &str, model: &str, key: &str) -> String {
 
 /// Asks `model` the item's question (greedy, with log-probabilities).
 pub async fn ask(state: &Arc<AppState>, model: &str, it: &Item) -> Result<Answer> {
-    let mut messages = Vec::new();
-    if let Some(s) = &it.system {
-        messages.push(serde_json::json!({"role": "system", "content": s}));
-    }
-    messages.push(serde_json::json!({"role": "user", "content": it.prompt}));
     let body = serde_json::json!({
         "model": model,
-        "messages": messages,
+        "messages": messages(it),
         "max_tokens": it.max_tokens,
         "temperature": 0,
         "logprobs": true,
@@ -264,20 +259,41 @@ pub async fn ask(state: &Arc<AppState>, model: &str, it: &Item) -> Result<Answer
     })
 }
 
+/// A chat request parsed as the API would, with fresh request metadata.
+pub fn request(
+    body: &serde_json::Value,
+) -> Result<(
+    tandem_types::openai::ChatRequest,
+    tandem_server::gateway::RequestMeta,
+)> {
+    let req = tandem_types::openai::parse_chat_request(body.to_string().as_bytes(), false)
+        .map_err(|e| anyhow!("{}", e.message))?;
+    let meta = tandem_server::gateway::RequestMeta {
+        headers: Vec::new(),
+        start: std::time::Instant::now(),
+        ts_ms: tandem_server::gateway::now_ms(),
+    };
+    Ok((req, meta))
+}
+
+/// The item's messages: its system message, if any, then its prompt.
+pub fn messages(it: &Item) -> Vec<serde_json::Value> {
+    let mut messages = Vec::new();
+    if let Some(s) = &it.system {
+        messages.push(serde_json::json!({"role": "system", "content": s}));
+    }
+    messages.push(serde_json::json!({"role": "user", "content": it.prompt}));
+    messages
+}
+
 /// One chat call through the gateway (direct model, no ledger); the completion and its
 /// wall time in ms.
 pub async fn chat_text(
     state: &Arc<AppState>,
     body: serde_json::Value,
 ) -> Result<(tandem_types::openai::ChatCompletion, f64)> {
-    use tandem_server::gateway::{self, Reply, RequestMeta};
-    let req = tandem_types::openai::parse_chat_request(body.to_string().as_bytes(), false)
-        .map_err(|e| anyhow!("{}", e.message))?;
-    let meta = RequestMeta {
-        headers: Vec::new(),
-        start: std::time::Instant::now(),
-        ts_ms: gateway::now_ms(),
-    };
+    use tandem_server::gateway::{self, Reply};
+    let (req, meta) = request(&body)?;
     let r = gateway::chat(state.clone(), req, meta.clone())
         .await
         .map_err(|f| anyhow!("{}", f.error.message))?;
