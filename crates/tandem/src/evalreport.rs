@@ -454,11 +454,7 @@ pub fn report(
         routers,
         random: metrics::random_curve(&test_s)?,
     };
-    let md = format!(
-        "{}\n{}",
-        report::markdown(&rep),
-        breakdown(&test, a.target, &rep)
-    );
+    let md = format!("{}\n{}", report::markdown(&rep), breakdown(&test));
     std::fs::write(a.out.join("report.md"), &md)?;
     std::fs::write(
         a.out.join("report.json"),
@@ -473,8 +469,8 @@ pub fn report(
     Ok(())
 }
 
-/// Accuracy of each model per source and language, and the calibrated operating points.
-fn breakdown(test: &[&Graded], target: f64, rep: &Report) -> String {
+/// Quality of each model per source and language.
+fn breakdown(test: &[&Graded]) -> String {
     let mut by: BTreeMap<(String, String), (usize, f64, f64)> = BTreeMap::new();
     for x in test {
         let e = by
@@ -493,28 +489,6 @@ fn breakdown(test: &[&Graded], target: f64, rep: &Report) -> String {
             q1 / n as f64,
             q2 / n as f64
         ));
-    }
-    out.push_str(&format!(
-        "\nCalibrated on the dev split to keep ≥ {:.0}% of the LLM-only quality, applied to the {} split:\n\n| router | threshold | LLM share | quality | share of LLM quality | cost/request |\n|---|---|---|---|---|---|\n",
-        target * 100.0,
-        rep.split
-    ));
-    for r in &rep.routers {
-        if let Some(c) = &r.calibrated {
-            out.push_str(&format!(
-                "| {} | {:.4} | {:.1}% | {:.3} | {:.1}% | {} |\n",
-                r.name,
-                c.calibration.threshold,
-                c.test.llm_share * 100.0,
-                c.test.quality,
-                if rep.llm_only.quality > 0.0 {
-                    100.0 * c.test.quality / rep.llm_only.quality
-                } else {
-                    0.0
-                },
-                report::fmt_usd(c.test.cost_per_request)
-            ));
-        }
     }
     out
 }
