@@ -34,6 +34,55 @@ impl TextEmbedder for EmbedAdapter {
     }
 }
 
+/// Remembers the vectors of the last few single texts embedded, so that the classifier and
+/// the learned router — which embed the same window of a request's last user message — pay
+/// for one forward pass between them. Batches (the classifier's examples) pass through.
+pub struct RecentEmbeddings<E> {
+    inner: E,
+    recent: std::sync::Mutex<std::collections::VecDeque<(String, Vec<f32>)>>,
+    capacity: usize,
+}
+
+impl<E> RecentEmbeddings<E> {
+    /// Keeps the last `capacity` single-text results.
+    pub fn new(inner: E, capacity: usize) -> Self {
+        RecentEmbeddings {
+            inner,
+            recent: std::sync::Mutex::new(std::collections::VecDeque::with_capacity(capacity)),
+            capacity: capacity.max(1),
+        }
+    }
+
+    fn recent(&self) -> std::sync::MutexGuard<'_, std::collections::VecDeque<(String, Vec<f32>)>> {
+        self.recent
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+impl<E: TextEmbedder> TextEmbedder for RecentEmbeddings<E> {
+    fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, String> {
+        let [text] = texts else {
+            return self.inner.embed(texts);
+        };
+        if let Some((_, v)) = self.recent().iter().find(|(t, _)| t == text) {
+            return Ok(vec![v.clone()]);
+        }
+        let out = self.inner.embed(texts)?;
+        if let Some(v) = out.first() {
+            let mut recent = self.recent();
+            if recent.len() >= self.capacity {
+                recent.pop_front();
+            }
+            recent.push_back(((*text).to_owned(), v.clone()));
+        }
+        Ok(out)
+    }
+}
+
+/// Single texts remembered by the classifier's embedder (requests in flight at once).
+const RECENT_EMBEDDINGS: usize = 64;
+
 /// A remote model's client, with the settings it was built from (to reuse it across reloads
 /// when they do not change, keeping its circuit-breaker state).
 pub struct RemoteEntry {
@@ -59,6 +108,9 @@ pub struct Runtime {
     pub generation: u64,
     /// The learned router (`policy.router`) with the classifier's embedder it reads.
     pub router: Option<(Arc<LearnedRouter>, Arc<dyn TextEmbedder>)>,
+    /// The classifier's embedder (model name, embedder), shared with the router and kept
+    /// across reloads.
+    pub shared_embedder: Option<(String, Arc<dyn TextEmbedder>)>,
 }
 
 /// Upstream client settings from a remote model's configuration.
@@ -217,11 +269,29 @@ impl Runtime {
                 );
             }
         }
+        // One embedder for the classifier and the learned router (see RecentEmbeddings),
+        // kept across reloads while the model stays the same: the classifier reuses the
+        // previous example vectors only when it is handed the same embedder.
+        let shared: Option<(String, Arc<dyn TextEmbedder>)> = config
+            .embedding_model
+            .as_ref()
+            .and_then(|name| embed.get(name).map(|e| (name, e)))
+            .map(
+                |(name, e)| match previous.and_then(|p| p.shared_embedder.as_ref()) {
+                    Some((prev, a)) if prev == name => (name.clone(), a.clone()),
+                    _ => (
+                        name.clone(),
+                        Arc::new(RecentEmbeddings::new(
+                            EmbedAdapter(e.classifier_embedder.clone()),
+                            RECENT_EMBEDDINGS,
+                        )) as Arc<dyn TextEmbedder>,
+                    ),
+                },
+            );
         let classifier = match &config.embedding_model {
-            Some(name) => match embed.get(name) {
-                Some(e) => {
-                    let adapter: Arc<dyn TextEmbedder> =
-                        Arc::new(EmbedAdapter(e.classifier_embedder.clone()));
+            Some(name) => match (embed.get(name), &shared) {
+                (Some(_), Some((_, adapter))) => {
+                    let adapter = adapter.clone();
                     Classifier::new(
                         &config.classifier,
                         adapter,
@@ -229,7 +299,7 @@ impl Runtime {
                     )
                     .map_err(|e| format!("classifier: {e}"))
                 }
-                None => Err(format!(
+                _ => Err(format!(
                     "policy.classifier.embedding_model `{name}` is not a loaded embedding model"
                 )),
             },
@@ -262,8 +332,10 @@ impl Runtime {
                     e.classifier_embedder.dim(),
                 )
                 .map_err(|err| format!("policy.router `{file}`: {err}"))?;
-                let adapter: Arc<dyn TextEmbedder> =
-                    Arc::new(EmbedAdapter(e.classifier_embedder.clone()));
+                let adapter = match &shared {
+                    Some((_, a)) => a.clone(),
+                    None => Arc::new(EmbedAdapter(e.classifier_embedder.clone())),
+                };
                 Some((Arc::new(r), adapter))
             }
             _ => None,
@@ -278,6 +350,7 @@ impl Runtime {
             needs_category,
             generation: previous.map(|p| p.generation + 1).unwrap_or(0),
             router,
+            shared_embedder: shared,
         })
     }
 
@@ -316,5 +389,78 @@ impl Runtime {
             tracing::error!(error = %e, "generated configuration did not validate");
             Config::empty()
         })
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    struct Counting(AtomicUsize);
+
+    impl TextEmbedder for Counting {
+        fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, String> {
+            self.0.fetch_add(1, Ordering::Relaxed);
+            Ok(texts.iter().map(|t| vec![t.len() as f32]).collect())
+        }
+    }
+
+    /// A reload with the same embedding model hands the classifier the same embedder, so
+    /// that it reuses its example vectors; another model gets a new one.
+    #[test]
+    fn reload_keeps_the_classifier_embedder() {
+        let store = tandem_models::ModelStore::from_env();
+        let Ok(m) = store.resolve("minilm-l6") else {
+            eprintln!("minilm-l6 not pulled; skipped");
+            return;
+        };
+        let e = EmbedModel::load("minilm-l6", &m.path, 0).unwrap();
+        let embed = BTreeMap::from([("minilm-l6".to_owned(), e.clone())]);
+        let yaml = "models:\n  - {name: slm, local: smollm2-135m}\n  - {name: minilm-l6, local: minilm-l6}\npolicy:\n  local_model: slm\n  classifier: {embedding_model: minilm-l6}\n";
+        let cfg = || tandem_policy::config::parse(yaml).unwrap();
+        // Deciding-only runtimes: the chat model need not be loaded.
+        let build = |c, e: &BTreeMap<String, EmbedModel>, p| {
+            Runtime::build_inner(c, &BTreeMap::new(), e, p, false).unwrap()
+        };
+        let first = build(cfg(), &embed, None);
+        let second = build(cfg(), &embed, Some(&first));
+        let ptr = |r: &Runtime| Arc::as_ptr(&r.shared_embedder.as_ref().unwrap().1);
+        assert!(std::ptr::addr_eq(ptr(&first), ptr(&second)));
+        let other = BTreeMap::from([("other".to_owned(), e)]);
+        let yaml2 = yaml
+            .replace("minilm-l6}", "other}")
+            .replace("name: minilm-l6", "name: other");
+        let third = build(
+            tandem_policy::config::parse(&yaml2).unwrap(),
+            &other,
+            Some(&second),
+        );
+        assert!(!std::ptr::addr_eq(ptr(&second), ptr(&third)));
+    }
+
+    #[test]
+    fn recent_embeddings_serve_a_repeated_single_text_once() {
+        let e = RecentEmbeddings::new(Counting(AtomicUsize::new(0)), 2);
+        let calls = || e.inner.0.load(Ordering::Relaxed);
+        assert_eq!(e.embed(&["hello"]).unwrap(), vec![vec![5.0]]);
+        assert_eq!(e.embed(&["hello"]).unwrap(), vec![vec![5.0]]);
+        assert_eq!(
+            calls(),
+            1,
+            "the second request for the same window is remembered"
+        );
+        // Batches pass through and are not remembered.
+        assert_eq!(e.embed(&["a", "bb"]).unwrap().len(), 2);
+        assert_eq!(calls(), 2);
+        e.embed(&["a"]).unwrap();
+        e.embed(&["bb"]).unwrap();
+        assert_eq!(calls(), 4);
+        // Capacity 2: "hello" was the oldest and is gone.
+        e.embed(&["hello"]).unwrap();
+        assert_eq!(calls(), 5);
+        e.embed(&["bb"]).unwrap();
+        assert_eq!(calls(), 5);
     }
 }
