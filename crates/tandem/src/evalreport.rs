@@ -210,6 +210,23 @@ pub fn router_vectors(embedder: &tandem_embed::Embedder, texts: &[&str]) -> Resu
     Ok(out)
 }
 
+/// [`router_vectors`] of the items' user messages.
+fn item_vectors<'a>(
+    embedder: &tandem_embed::Embedder,
+    items: impl Iterator<Item = &'a Item>,
+) -> Result<Vec<Vec<f32>>> {
+    let texts: Vec<&str> = items.map(|it| it.prompt.as_str()).collect();
+    router_vectors(embedder, &texts)
+}
+
+/// Router scores (higher: more in need of the LLM): 1 − the SLM win probability.
+fn llm_scores(router: &LearnedRouter, vectors: &[Vec<f32>]) -> Vec<f64> {
+    vectors
+        .iter()
+        .map(|v| 1.0 - f64::from(router.slm_win_probability(v)))
+        .collect()
+}
+
 /// The classifier's embedder of a loaded state, with its name.
 fn classifier_embedder(state: &AppState) -> Result<(String, Arc<tandem_embed::Embedder>)> {
     let rt = state.runtime();
@@ -291,6 +308,11 @@ fn result(
     Ok(r)
 }
 
+/// The dev samples and scores to tune a router's threshold on, when tuning.
+fn tuned<'a>(on: bool, dev: &'a [Sample], scores: &'a [f64]) -> Option<(&'a [Sample], &'a [f64])> {
+    on.then_some((dev, scores))
+}
+
 fn split_of<'a, 'b>(g: &'b [Graded<'a>], s: Split) -> Vec<&'b Graded<'a>> {
     g.iter().filter(|x| x.item.split == s).collect()
 }
@@ -348,52 +370,53 @@ pub fn report(
     }
     let samples = |v: &[&Graded]| -> Vec<Sample> { v.iter().map(|x| x.sample.clone()).collect() };
     let (test_s, dev_s) = (samples(&test), samples(&dev));
-    let calib = |scores: &[f64]| -> Option<(Vec<Sample>, Vec<f64>)> {
-        (split == "test" && !dev_s.is_empty()).then(|| (dev_s.clone(), scores.to_vec()))
-    };
+    // Thresholds are tuned on the dev split when the report is on the test split.
+    let tune_on_dev = split == "test" && !dev_s.is_empty();
     let mut routers = Vec::new();
 
     // Cascade on the SLM's mean token log-probability (low confidence → LLM).
     let conf = |v: &[&Graded]| -> Vec<f64> { v.iter().map(|x| -x.sample.slm_score).collect() };
-    let dev_c = calib(&conf(&dev));
+    let dev_conf = conf(&dev);
     routers.push(result(
         "cascade (SLM mean logprob)",
         RouterKind::Cascade,
         &test_s,
         &conf(&test),
-        dev_c.as_ref().map(|(s, c)| (s.as_slice(), c.as_slice())),
+        tuned(tune_on_dev, &dev_s, &dev_conf),
         a.target,
     )?);
 
     // The configured rule policy (a single operating point).
     let pol_test = policy_scores(state, rt, &test, llm)?;
-    let pol_dev = policy_scores(state, rt, &dev, llm)?;
-    let dev_p = calib(&pol_dev);
+    let pol_dev = if tune_on_dev {
+        policy_scores(state, rt, &dev, llm)?
+    } else {
+        Vec::new()
+    };
     routers.push(result(
         "rule policy (config)",
         RouterKind::Route,
         &test_s,
         &pol_test,
-        dev_p.as_ref().map(|(s, c)| (s.as_slice(), c.as_slice())),
+        tuned(tune_on_dev, &dev_s, &pol_dev),
         a.target,
     )?);
 
     // Learned kNN router: trained on the dev split (its dev scores are leave-one-out), or
     // the router files given.
     let (emb_name, embedder) = classifier_embedder(state)?;
-    let texts =
-        |v: &[&Graded]| -> Vec<String> { v.iter().map(|x| x.item.prompt.clone()).collect() };
-    let test_texts = texts(&test);
-    let test_refs: Vec<&str> = test_texts.iter().map(String::as_str).collect();
-    let test_vecs = router_vectors(&embedder, &test_refs)?;
-    if split == "test" && dev.len() >= 2 {
-        let dev_texts = texts(&dev);
-        let dev_refs: Vec<&str> = dev_texts.iter().map(String::as_str).collect();
-        let dev_vecs = router_vectors(&embedder, &dev_refs)?;
+    let test_vecs = item_vectors(&embedder, test.iter().map(|x| x.item))?;
+    // The dev vectors, embedded once for every learned router.
+    let dev_vecs = if tune_on_dev {
+        Some(item_vectors(&embedder, dev.iter().map(|x| x.item))?)
+    } else {
+        None
+    };
+    if let Some(dev_vecs) = dev_vecs.as_ref().filter(|_| dev.len() >= 2) {
         let examples: Vec<(Vec<f32>, f32)> = dev_vecs
-            .into_iter()
+            .iter()
             .zip(&dev)
-            .map(|(v, x)| (v, win_label(&x.sample)))
+            .map(|(v, x)| (v.clone(), win_label(&x.sample)))
             .collect();
         let router = LearnedRouter::train(&examples, &emb_name, DEFAULT_K.min(dev.len() - 1))?;
         let path = a.out.join("router.knn");
@@ -403,16 +426,12 @@ pub fn report(
             .iter()
             .map(|p| 1.0 - f64::from(*p))
             .collect();
-        let scores: Vec<f64> = test_vecs
-            .iter()
-            .map(|v| 1.0 - f64::from(router.slm_win_probability(v)))
-            .collect();
         routers.push(result(
             &format!("learned kNN (k={}, trained on dev)", router.k()),
             RouterKind::Route,
             &test_s,
-            &scores,
-            Some((&dev_s, &loo)),
+            &llm_scores(&router, &test_vecs),
+            tuned(tune_on_dev, &dev_s, &loo),
             a.target,
         )?);
         eprintln!("trained router saved to {}", path.display());
@@ -420,24 +439,16 @@ pub fn report(
     for file in &a.routers {
         let router = LearnedRouter::load_expecting(file, &emb_name, embedder.dim())
             .with_context(|| format!("loading the router {}", file.display()))?;
-        let score = |vs: &[Vec<f32>]| -> Vec<f64> {
-            vs.iter()
-                .map(|v| 1.0 - f64::from(router.slm_win_probability(v)))
-                .collect()
-        };
-        let dev_scores = if split == "test" && !dev.is_empty() {
-            let dev_texts = texts(&dev);
-            let dev_refs: Vec<&str> = dev_texts.iter().map(String::as_str).collect();
-            Some(score(&router_vectors(&embedder, &dev_refs)?))
-        } else {
-            None
-        };
+        let dev_scores = dev_vecs
+            .as_ref()
+            .map(|d| llm_scores(&router, d))
+            .unwrap_or_default();
         routers.push(result(
             &format!("learned kNN ({})", file.display()),
             RouterKind::Route,
             &test_s,
-            &score(&test_vecs),
-            dev_scores.as_deref().map(|d| (dev_s.as_slice(), d)),
+            &llm_scores(&router, &test_vecs),
+            tuned(tune_on_dev, &dev_s, &dev_scores),
             a.target,
         )?);
     }
@@ -643,8 +654,7 @@ fn train(a: TrainArgs) -> Result<()> {
             a.results.results.display()
         );
     }
-    let texts: Vec<&str> = g.iter().map(|x| x.item.prompt.as_str()).collect();
-    let vecs = router_vectors(&l.embedder, &texts)?;
+    let vecs = item_vectors(&l.embedder, g.iter().map(|x| x.item))?;
     let examples: Vec<(Vec<f32>, f32)> = vecs
         .into_iter()
         .zip(&g)
@@ -682,12 +692,8 @@ fn calibrate_cmd(a: CalibrateArgs) -> Result<()> {
     let mut scored: HashMap<Split, (Vec<Sample>, Vec<f64>)> = HashMap::new();
     for s in [Split::Dev, Split::Test] {
         let (g, _) = split_samples(&l, s);
-        let texts: Vec<&str> = g.iter().map(|x| x.item.prompt.as_str()).collect();
-        let vecs = router_vectors(&l.embedder, &texts)?;
-        let scores = vecs
-            .iter()
-            .map(|v| 1.0 - f64::from(router.slm_win_probability(v)))
-            .collect();
+        let vecs = item_vectors(&l.embedder, g.iter().map(|x| x.item))?;
+        let scores = llm_scores(&router, &vecs);
         scored.insert(s, (g.into_iter().map(|x| x.sample).collect(), scores));
     }
     let (dev, dev_scores) = &scored[&Split::Dev];
