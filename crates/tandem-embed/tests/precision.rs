@@ -133,11 +133,15 @@ fn f16_embeddings_match_f32() {
     assert!(mean >= 0.9999, "mean cosine {mean}");
 }
 
+/// int8 = 7-bit weights × 8-bit activations (see `quant.rs`): min 0.9794 (the empty text),
+/// mean 0.9950 on 2026-11-29; 8-bit weights gave 0.9857 / 0.9970 but a 1.2–1.3× slower
+/// kernel, and the classifier's accuracy is the same with both (tuning 0.912 vs 0.914,
+/// holdout 0.893 both).
 #[test]
 fn int8_embeddings_stay_close_to_f32() {
     let (min, mean, worst) = agreement(WeightPrecision::Int8);
-    assert!(min >= 0.98, "min cosine {min} ({worst:?})");
-    assert!(mean >= 0.995, "mean cosine {mean}");
+    assert!(min >= 0.975, "min cosine {min} ({worst:?})");
+    assert!(mean >= 0.994, "mean cosine {mean}");
 }
 
 #[test]
