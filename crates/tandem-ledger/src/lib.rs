@@ -19,6 +19,12 @@
 //! non-secret identifier (the caller hashes the API key); the key itself is never stored.
 //! The ledger file is as sensitive as the data that was sent out — protect it accordingly.
 //!
+//! Opt-in (`server.ledger_vectors`): the classifier's embedding of each request's last user
+//! message ([`RequestVector`], 384 floats for MiniLM), so that `tandem router train --ledger`
+//! can learn from users' ratings ([`Feedback`]). An embedding is not the text, but similar
+//! texts have similar embeddings and partial inversion is possible: treat them as derived
+//! from the prompts.
+//!
 //! # Writing
 //!
 //! [`Ledger::record`] never blocks and never does I/O on the caller's thread: it pushes the record
@@ -40,7 +46,9 @@
 //!
 //! # Schema
 //!
-//! One table, `requests`: an integer `seq` primary key (insertion order), one column per scalar
+//! `request_vectors` (id, embedding model, little-endian f32 BLOB; one per id) and
+//! `feedback` (id, time, score 0–1; every rating kept) hold the learning data (schema
+//! version 3). The main table, `requests`: an integer `seq` primary key (insertion order), one column per scalar
 //! field of [`LedgerRecord`], JSON text for the lists (`reasons`, `models_called`, `pii_kinds`)
 //! and for `sent_out` (SQL `NULL` when nothing was sent). Booleans are `0`/`1`. Indexes on `id`,
 //! `ts_ms`, `route` and `(tenant, ts_ms)`. `id` is deliberately not unique: a duplicate request id
@@ -292,13 +300,65 @@ pub enum LedgerError {
     Spawn(#[source] std::io::Error),
     #[error("ledger: the writer thread is not running")]
     WriterGone,
+    #[error("ledger: a rating must be a number from 0 to 1, got {0}")]
+    BadScore(f64),
     #[error("ledger: {0}")]
     Sqlite(#[from] rusqlite::Error),
+}
+
+/// The classifier's embedding of one request's last user message (see
+/// [`Ledger::record_vector`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RequestVector {
+    /// The request id (as in [`LedgerRecord::id`]).
+    pub id: String,
+    /// The embedding model's name.
+    pub model: String,
+    pub vector: Vec<f32>,
+}
+
+/// A user's rating of one answer (see [`Ledger::add_feedback`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Feedback {
+    /// The request id (the `id` of the completion the user rated).
+    pub id: String,
+    pub ts_ms: i64,
+    /// 1 = the answer was good, 0 = it was not (anything between for graded scores).
+    pub score: f64,
+}
+
+/// One learning example from the ledger: a request the SLM answered, with its embedding and
+/// the mean of its ratings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrainingExample {
+    pub id: String,
+    pub vector: Vec<f32>,
+    /// Mean rating, 0–1.
+    pub score: f64,
+    /// How many ratings were averaged.
+    pub ratings: u64,
+}
+
+/// What [`Ledger::training_examples`] found: the examples, and how many rated requests it
+/// could not use and why.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TrainingSet {
+    pub examples: Vec<TrainingExample>,
+    /// Rated ids with no request in the ledger.
+    pub unknown_ids: u64,
+    /// Rated requests answered by another model than the one asked for (a rating of the
+    /// LLM's answer says nothing about the SLM's).
+    pub other_model: u64,
+    /// Rated requests without a stored embedding of this model (recorded before
+    /// `server.ledger_vectors` was on, or with another embedding model).
+    pub without_vector: u64,
 }
 
 /// Messages to the writer thread.
 enum Msg {
     Record(Box<LedgerRecord>),
+    Vector(Box<RequestVector>),
+    Feedback(Feedback),
     /// Reply once everything queued before this message is written.
     Flush(Sender<()>),
     /// The last handle is gone: write what is queued and exit.
@@ -424,6 +484,41 @@ impl Ledger {
             Err(TrySendError::Full(_)) => self.note_drop("queue full"),
             Err(TrySendError::Disconnected(_)) => self.note_drop("writer not running"),
         }
+    }
+
+    /// Queues the embedding of a request (like [`Ledger::record`]: never blocks, dropped and
+    /// counted when the queue is full). A second vector for the same id replaces the first.
+    pub fn record_vector(&self, v: RequestVector) {
+        match self.inner.tx.try_send(Msg::Vector(Box::new(v))) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => self.note_drop("queue full"),
+            Err(TrySendError::Disconnected(_)) => self.note_drop("writer not running"),
+        }
+    }
+
+    /// Stores a rating and waits until it is written (it blocks: call it off async threads).
+    /// Errors: [`LedgerError::BadScore`] for a score outside 0–1 (or NaN),
+    /// [`LedgerError::WriterGone`].
+    pub fn add_feedback(&self, f: Feedback) -> Result<(), LedgerError> {
+        if !(0.0..=1.0).contains(&f.score) {
+            return Err(LedgerError::BadScore(f.score));
+        }
+        self.inner
+            .tx
+            .send(Msg::Feedback(f))
+            .map_err(|_| LedgerError::WriterGone)?;
+        self.flush()
+    }
+
+    /// The requests answered by `answered_by` that users rated and whose embedding by
+    /// `model` was stored: what `tandem router train --ledger` learns from. Call
+    /// [`Ledger::flush`] first to include what is still queued.
+    pub fn training_examples(
+        &self,
+        model: &str,
+        answered_by: &str,
+    ) -> Result<TrainingSet, LedgerError> {
+        query::training_examples(&mut self.reader(), model, answered_by)
     }
 
     fn note_drop(&self, why: &'static str) {

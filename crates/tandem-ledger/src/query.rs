@@ -8,7 +8,7 @@ use rusqlite::{Connection, OptionalExtension, Row, ToSql};
 use crate::writer::COLUMNS;
 use crate::{
     Latency, LedgerError, LedgerRecord, ModelStats, PiiStats, RagStats, RouteStats, Stats,
-    StatsFilter,
+    StatsFilter, TrainingExample, TrainingSet,
 };
 
 /// SQL for [`LedgerRecord::is_error`].
@@ -31,6 +31,53 @@ pub(crate) fn get(conn: &Connection, id: &str) -> Result<Option<LedgerRecord>, L
         "SELECT {COLUMNS} FROM requests WHERE id = ?1 ORDER BY seq DESC LIMIT 1"
     ))?;
     Ok(stmt.query_row([id], from_row).optional()?)
+}
+
+pub(crate) fn training_examples(
+    conn: &mut Connection,
+    model: &str,
+    answered_by: &str,
+) -> Result<TrainingSet, LedgerError> {
+    let tx = conn.transaction()?;
+    let mut set = TrainingSet::default();
+    {
+        // Per rated id: the mean rating, who answered (the latest record of the id), and the
+        // stored vector of this model.
+        let mut stmt = tx.prepare(
+            "SELECT f.id, AVG(f.score), COUNT(*),
+                    (SELECT r.answered_by FROM requests r WHERE r.id = f.id
+                      ORDER BY r.seq DESC LIMIT 1),
+                    EXISTS (SELECT 1 FROM requests r WHERE r.id = f.id),
+                    (SELECT v.vector FROM request_vectors v WHERE v.id = f.id AND v.model = ?1)
+             FROM feedback f GROUP BY f.id ORDER BY MIN(f.seq)",
+        )?;
+        let mut rows = stmt.query([model])?;
+        while let Some(row) = rows.next()? {
+            let id: String = row.get(0)?;
+            let known: bool = row.get(4)?;
+            let by: Option<String> = row.get(3)?;
+            let blob: Option<Vec<u8>> = row.get(5)?;
+            if !known {
+                set.unknown_ids += 1;
+            } else if by.as_deref() != Some(answered_by) {
+                set.other_model += 1;
+            } else if let Some(blob) = blob.filter(|b| !b.is_empty() && b.len() % 4 == 0) {
+                set.examples.push(TrainingExample {
+                    id,
+                    vector: blob
+                        .chunks_exact(4)
+                        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                        .collect(),
+                    score: row.get(1)?,
+                    ratings: row.get::<_, i64>(2)?.max(0) as u64,
+                });
+            } else {
+                set.without_vector += 1;
+            }
+        }
+    }
+    tx.commit()?;
+    Ok(set)
 }
 
 /// The `WHERE` condition for `f` and its named parameters.

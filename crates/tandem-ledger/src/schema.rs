@@ -55,6 +55,20 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE requests ADD COLUMN rag_mode TEXT;
     ALTER TABLE requests ADD COLUMN llm_tokens INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE requests ADD COLUMN rag_tokens_saved INTEGER NOT NULL DEFAULT 0;",
+    // 3: learning from the ledger: the classifier's embedding of a request (opt-in,
+    // `server.ledger_vectors`) and users' ratings of answers.
+    "CREATE TABLE request_vectors (
+        id     TEXT PRIMARY KEY,
+        model  TEXT NOT NULL,
+        vector BLOB NOT NULL
+    );
+    CREATE TABLE feedback (
+        seq   INTEGER PRIMARY KEY,
+        id    TEXT    NOT NULL,
+        ts_ms INTEGER NOT NULL,
+        score REAL    NOT NULL
+    );
+    CREATE INDEX feedback_id ON feedback(id);",
 ];
 
 /// The schema version this build writes.

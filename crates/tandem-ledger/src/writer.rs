@@ -5,7 +5,14 @@ use std::sync::atomic::Ordering;
 use crossbeam_channel::{Receiver, Sender};
 use rusqlite::{Connection, Statement, TransactionBehavior, params};
 
-use crate::{Counters, LedgerRecord, MAX_BATCH, Msg};
+use crate::{Counters, Feedback, LedgerRecord, MAX_BATCH, Msg, RequestVector};
+
+/// One write of a batch.
+enum Write {
+    Record(Box<LedgerRecord>),
+    Vector(Box<RequestVector>),
+    Feedback(Feedback),
+}
 
 /// The record columns, in [`LedgerRecord`] field order (shared with the queries).
 pub(crate) const COLUMNS: &str = "id, ts_ms, tenant, key_id, endpoint, requested_model, route, \
@@ -24,7 +31,7 @@ const INSERT: &str = "INSERT INTO requests (id, ts_ms, tenant, key_id, endpoint,
 
 /// Runs until `Shutdown` arrives or every sender is gone.
 pub(crate) fn run(mut conn: Connection, rx: Receiver<Msg>, counters: &Counters) {
-    let mut batch: Vec<LedgerRecord> = Vec::with_capacity(MAX_BATCH);
+    let mut batch: Vec<Write> = Vec::with_capacity(MAX_BATCH);
     let mut acks: Vec<Sender<()>> = Vec::new();
     while let Ok(first) = rx.recv() {
         let mut shutdown = false;
@@ -32,7 +39,9 @@ pub(crate) fn run(mut conn: Connection, rx: Receiver<Msg>, counters: &Counters) 
         // Take whatever is queued, up to a batch; stop at a flush so that it is answered soon.
         while let Some(msg) = next {
             match msg {
-                Msg::Record(r) => batch.push(*r),
+                Msg::Record(r) => batch.push(Write::Record(r)),
+                Msg::Vector(v) => batch.push(Write::Vector(v)),
+                Msg::Feedback(f) => batch.push(Write::Feedback(f)),
                 Msg::Flush(ack) => {
                     acks.push(ack);
                     break;
@@ -62,7 +71,7 @@ pub(crate) fn run(mut conn: Connection, rx: Receiver<Msg>, counters: &Counters) 
 }
 
 /// Writes `batch` in one transaction. Failures are logged and counted, never fatal.
-fn write_batch(conn: &mut Connection, batch: &[LedgerRecord], counters: &Counters) {
+fn write_batch(conn: &mut Connection, batch: &[Write], counters: &Counters) {
     if batch.is_empty() {
         return;
     }
@@ -70,16 +79,20 @@ fn write_batch(conn: &mut Connection, batch: &[LedgerRecord], counters: &Counter
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let (mut ok, mut failed) = (0u64, 0u64);
         {
-            let mut stmt = tx.prepare_cached(INSERT)?;
-            for r in batch {
+            for w in batch {
                 // A failing row (say a constraint) is undone alone; the others still commit.
-                match insert(&mut stmt, r) {
-                    Ok(()) => ok += 1,
+                let (id, result) = match w {
+                    Write::Record(r) => (&r.id, insert(&mut *tx.prepare_cached(INSERT)?, r)),
+                    Write::Vector(v) => (&v.id, insert_vector(&tx, v)),
+                    Write::Feedback(f) => (&f.id, insert_feedback(&tx, f)),
+                };
+                match result {
+                    Ok(()) => ok += u64::from(matches!(w, Write::Record(_))),
                     // Some errors (disk full, I/O) roll the whole transaction back: give up.
                     Err(e) if tx.is_autocommit() => return Err(e),
                     Err(e) => {
                         failed += 1;
-                        tracing::error!(id = %r.id, error = %e, "ledger: cannot write record");
+                        tracing::error!(id = %id, error = %e, "ledger: cannot write record");
                     }
                 }
             }
@@ -103,6 +116,21 @@ fn write_batch(conn: &mut Connection, batch: &[LedgerRecord], counters: &Counter
             );
         }
     }
+}
+
+fn insert_vector(conn: &Connection, v: &RequestVector) -> rusqlite::Result<()> {
+    let bytes: Vec<u8> = v.vector.iter().flat_map(|x| x.to_le_bytes()).collect();
+    conn.prepare_cached(
+        "INSERT OR REPLACE INTO request_vectors (id, model, vector) VALUES (?1, ?2, ?3)",
+    )?
+    .execute(params![v.id, v.model, bytes])?;
+    Ok(())
+}
+
+fn insert_feedback(conn: &Connection, f: &Feedback) -> rusqlite::Result<()> {
+    conn.prepare_cached("INSERT INTO feedback (id, ts_ms, score) VALUES (?1, ?2, ?3)")?
+        .execute(params![f.id, f.ts_ms, f.score])?;
+    Ok(())
 }
 
 fn insert(stmt: &mut Statement<'_>, r: &LedgerRecord) -> rusqlite::Result<()> {

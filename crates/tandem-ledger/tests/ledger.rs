@@ -4,8 +4,8 @@ use std::time::Instant;
 
 use serde_json::json;
 use tandem_ledger::{
-    Latency, Ledger, LedgerError, LedgerRecord, ModelStats, PiiStats, RouteStats, Stats,
-    StatsFilter,
+    Feedback, Latency, Ledger, LedgerError, LedgerRecord, ModelStats, PiiStats, RequestVector,
+    RouteStats, Stats, StatsFilter,
 };
 
 fn strs(v: &[&str]) -> Vec<String> {
@@ -563,7 +563,7 @@ fn reopen_persists_and_checks_schema() {
     let version: i64 = conn
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 2);
+    assert_eq!(version, 3);
     let mode: String = conn
         .pragma_query_value(None, "journal_mode", |r| r.get(0))
         .unwrap();
@@ -577,7 +577,7 @@ fn reopen_persists_and_checks_schema() {
             err,
             LedgerError::SchemaTooNew {
                 found: 99,
-                supported: 2,
+                supported: 3,
                 ..
             }
         ),
@@ -782,4 +782,91 @@ fn version_1_ledgers_are_migrated_and_keep_their_records() {
         ),
         ("compress", 1, 1, 321, -12)
     );
+}
+
+#[test]
+fn ratings_and_vectors_make_training_examples() {
+    let (_dir, path, ledger) = temp_ledger();
+    let answered = |id: &str, by: &str| LedgerRecord {
+        id: id.into(),
+        answered_by: Some(by.into()),
+        local: by == "slm",
+        status: 200,
+        ..Default::default()
+    };
+    let vector = |id: &str, model: &str, x: f32| RequestVector {
+        id: id.into(),
+        model: model.into(),
+        vector: vec![x, -x, 0.25],
+    };
+    let rate = |id: &str, score: f64| Feedback {
+        id: id.into(),
+        ts_ms: 1,
+        score,
+    };
+    for (id, by) in [
+        ("a", "slm"),
+        ("b", "slm"),
+        ("c", "llm"),
+        ("d", "slm"),
+        ("e", "slm"),
+        ("f", "slm"),
+    ] {
+        ledger.record(answered(id, by));
+    }
+    ledger.record_vector(vector("a", "minilm", 1.0));
+    ledger.record_vector(vector("b", "minilm", 0.5));
+    ledger.record_vector(vector("c", "minilm", 2.0));
+    ledger.record_vector(vector("e", "e5", 3.0)); // another embedding model
+    // A second vector for an id replaces the first.
+    ledger.record_vector(vector("f", "minilm", 9.0));
+    ledger.record_vector(vector("f", "minilm", 4.0));
+    ledger.flush().unwrap();
+    ledger.add_feedback(rate("a", 1.0)).unwrap();
+    ledger.add_feedback(rate("a", 0.0)).unwrap();
+    ledger.add_feedback(rate("b", 0.0)).unwrap();
+    ledger.add_feedback(rate("c", 1.0)).unwrap(); // the LLM's answer
+    ledger.add_feedback(rate("d", 1.0)).unwrap(); // no vector
+    ledger.add_feedback(rate("e", 1.0)).unwrap(); // e5 vector only
+    ledger.add_feedback(rate("f", 1.0)).unwrap();
+    ledger.add_feedback(rate("nobody", 1.0)).unwrap();
+    for bad in [-0.1, 1.5, f64::NAN] {
+        let err = ledger.add_feedback(rate("a", bad)).unwrap_err();
+        assert!(matches!(err, LedgerError::BadScore(_)), "{err:?}");
+        assert!(err.to_string().contains("from 0 to 1"), "{err}");
+    }
+    let set = ledger.training_examples("minilm", "slm").unwrap();
+    let got: Vec<(&str, Vec<f32>, f64, u64)> = set
+        .examples
+        .iter()
+        .map(|e| (e.id.as_str(), e.vector.clone(), e.score, e.ratings))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            ("a", vec![1.0, -1.0, 0.25], 0.5, 2),
+            ("b", vec![0.5, -0.5, 0.25], 0.0, 1),
+            ("f", vec![4.0, -4.0, 0.25], 1.0, 1),
+        ]
+    );
+    assert_eq!(
+        (set.unknown_ids, set.other_model, set.without_vector),
+        (1, 1, 2)
+    );
+    // The LLM's rated answer is an example when the LLM is asked for; nothing for a model
+    // that answered nothing.
+    let llm = ledger.training_examples("minilm", "llm").unwrap();
+    assert_eq!(llm.examples.len(), 1);
+    assert_eq!(llm.examples[0].id, "c");
+    assert!(
+        ledger
+            .training_examples("minilm", "x")
+            .unwrap()
+            .examples
+            .is_empty()
+    );
+    // Persisted: another handle on the file sees the same.
+    drop(ledger);
+    let again = Ledger::open(&path).unwrap();
+    assert_eq!(again.training_examples("minilm", "slm").unwrap(), set);
 }

@@ -286,6 +286,10 @@ pub struct ServerSection {
     pub max_body_bytes: Option<usize>,
     /// Ledger database path (default `$TANDEM_HOME/ledger.sqlite`); `off` disables it.
     pub ledger: Option<String>,
+    /// Also store the classifier's embedding of each chat request's last user message in
+    /// the ledger (off by default), so that `tandem router train --ledger` can learn from
+    /// users' ratings (`POST /v1/tandem/feedback`). Needs the classifier's embedding model.
+    pub ledger_vectors: Option<Spanned<bool>>,
 }
 
 /// Engine settings (`engine:` and per local model).
@@ -1190,6 +1194,16 @@ fn validate(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Conf
             r.span(),
             "policy.router needs policy.classifier.embedding_model: the router reads the \
              classifier's embeddings",
+        );
+    }
+    if let Some(v) = &raw.server.ledger_vectors
+        && **v
+        && embedding_model.is_none()
+    {
+        issues.at(
+            v.span(),
+            "server.ledger_vectors needs policy.classifier.embedding_model: the vectors are \
+             the classifier's embeddings",
         );
     }
     for route in &routes {

@@ -106,6 +106,9 @@ pub struct Routed {
     pub model: String,
     /// Tandem's own time before the model was called, in ms.
     pub overhead_ms: f64,
+    /// The request's id in the ledger (also the `id` of a non-streamed completion): what
+    /// `POST /v1/tandem/feedback` rates.
+    pub request_id: String,
 }
 
 /// A failed request, with routing headers when the decision was made.
@@ -482,6 +485,7 @@ pub async fn chat(
         }),
         ..LedgerRecord::default()
     };
+    let request_id = rec.id.clone();
     let acct = Acct::new(&state, &p.rt, rec, meta.start);
     let route = d.route.clone();
     let ctx = Ctx {
@@ -518,9 +522,16 @@ pub async fn chat(
             rag_reply(&ctx, d, r, override_mode, &req, &route).await
         }
     };
+    if let Some(ledger) = &state.ledger
+        && result.is_ok()
+        && p.rt.ledger_vectors()
+    {
+        record_vector(ledger, &p.rt, &request_id, &req);
+    }
     match result {
-        Ok((reply, model)) => {
-            if let Reply::Json(_) = &reply {
+        Ok((mut reply, model)) => {
+            if let Reply::Json(c) = &mut reply {
+                c.id = request_id.clone();
                 acct.finish(200, None, None);
             }
             Ok(Routed {
@@ -528,6 +539,7 @@ pub async fn chat(
                 route,
                 model,
                 overhead_ms,
+                request_id,
             })
         }
         Err(e) => {
@@ -540,6 +552,19 @@ pub async fn chat(
             })
         }
     }
+}
+
+/// Stores the classifier's embedding of the request's last user message in the ledger, on a
+/// blocking thread after the answer (usually remembered from the classification, else one
+/// forward pass that must not delay the reply).
+fn record_vector(ledger: &tandem_ledger::Ledger, rt: &Arc<Runtime>, id: &str, req: &ChatRequest) {
+    let text = tandem_policy::rules::last_user(&req.messages).to_owned();
+    let (ledger, rt, id) = (ledger.clone(), rt.clone(), id.to_owned());
+    tokio::task::spawn_blocking(move || {
+        if let Some((model, vector)) = rt.request_vector(&text) {
+            ledger.record_vector(tandem_ledger::RequestVector { id, model, vector });
+        }
+    });
 }
 
 /// A knowledge-base answer, in the mode of the decision or (when allowed) of the request.

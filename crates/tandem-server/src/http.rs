@@ -53,6 +53,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/embeddings", post(embeddings))
         .route("/v1/route/explain", post(route_explain))
         .route("/v1/tandem/stats", get(stats))
+        .route("/v1/tandem/feedback", post(feedback))
         .route("/v1/kb", get(kb_list).post(kb_create))
         .route("/v1/kb/{name}", axum::routing::delete(kb_delete))
         .route("/v1/kb/{name}/ingest", post(kb_ingest))
@@ -182,6 +183,9 @@ async fn chat_completions(
                     Some(&routed.model),
                     routed.overhead_ms,
                 );
+                if let Ok(v) = HeaderValue::from_str(&routed.request_id) {
+                    resp.headers_mut().insert("x-tandem-request-id", v);
+                }
                 Ok(resp)
             }
             Err(f) => {
@@ -221,6 +225,112 @@ async fn route_explain(
     }
     .await;
     finish("none", "explain", start, r)
+}
+
+/// `POST /v1/tandem/feedback`: a user's rating of one answer, `{"id": "<x-tandem-request-id
+/// or the completion's id>", "rating": "good" | "bad"}` or `{"id": ..., "score": 0..1}`.
+/// Stored in the ledger; ratings of the SLM's answers teach `tandem router train --ledger`.
+async fn feedback(State(state): State<Arc<AppState>>, body: Body) -> HttpResult {
+    let bytes = read_body(&state, body).await?;
+    let (id, score) = parse_feedback(&bytes).map_err(HttpError)?;
+    let Some(ledger) = state.ledger.clone() else {
+        return Err(HttpError(ApiError::new(
+            ErrorKind::NotFound,
+            "The ledger is disabled on this server (server.ledger: off); ratings cannot be stored.",
+        )));
+    };
+    let lookup = id.clone();
+    let rec = tokio::task::spawn_blocking(move || {
+        ledger.flush()?;
+        let rec = ledger.get(&lookup)?;
+        if rec.is_some() {
+            ledger.add_feedback(tandem_ledger::Feedback {
+                id: lookup,
+                ts_ms: gateway::now_ms(),
+                score,
+            })?;
+        }
+        Ok::<_, tandem_ledger::LedgerError>(rec)
+    })
+    .await
+    .map_err(|e| HttpError(ApiError::internal(format!("feedback task failed: {e}"))))?
+    .map_err(|e| HttpError(ApiError::internal(format!("writing the ledger: {e}"))))?;
+    let Some(rec) = rec else {
+        return Err(HttpError(ApiError::new(
+            ErrorKind::NotFound,
+            format!("No request with id `{id}` in the ledger."),
+        )));
+    };
+    Ok(axum::Json(serde_json::json!({
+        "object": "tandem.feedback",
+        "id": id,
+        "score": score,
+        "answered_by": rec.answered_by,
+        "local": rec.local,
+    }))
+    .into_response())
+}
+
+/// The id and score (0–1) of a feedback body.
+fn parse_feedback(bytes: &[u8]) -> Result<(String, f64), ApiError> {
+    let v: serde_json::Value = serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::bad_request(format!("The body is not valid JSON: {e}")))?;
+    let Some(obj) = v.as_object() else {
+        return Err(ApiError::bad_request("The body must be a JSON object."));
+    };
+    if let Some(k) = obj
+        .keys()
+        .find(|k| !matches!(k.as_str(), "id" | "rating" | "score"))
+    {
+        return Err(ApiError::invalid(
+            k,
+            format!("Unknown field `{k}` (expected `id` and `rating` or `score`)."),
+        ));
+    }
+    let id = match obj.get("id") {
+        Some(serde_json::Value::String(s)) if !s.trim().is_empty() => s.trim().to_owned(),
+        Some(_) => return Err(ApiError::invalid("id", "`id` must be a non-empty string.")),
+        None => {
+            return Err(ApiError::invalid(
+                "id",
+                "Missing `id`: the rated response's `x-tandem-request-id` (or its `id`).",
+            ));
+        }
+    };
+    let score = match (obj.get("rating"), obj.get("score")) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::invalid(
+                "score",
+                "Give either `rating` or `score`, not both.",
+            ));
+        }
+        (Some(r), None) => match r.as_str() {
+            Some("good") => 1.0,
+            Some("bad") => 0.0,
+            _ => {
+                return Err(ApiError::invalid(
+                    "rating",
+                    "`rating` must be \"good\" or \"bad\".",
+                ));
+            }
+        },
+        (None, Some(s)) => match s.as_f64() {
+            Some(x) if (0.0..=1.0).contains(&x) => x,
+            _ => {
+                return Err(ApiError::invalid(
+                    "score",
+                    "`score` must be a number from 0 to 1.",
+                ));
+            }
+        },
+        (None, None) => {
+            return Err(ApiError::invalid(
+                "rating",
+                "Missing `rating` (\"good\" or \"bad\") or `score` (0 to 1).",
+            ));
+        }
+    };
+    Ok((id, score))
 }
 
 #[derive(serde::Deserialize)]

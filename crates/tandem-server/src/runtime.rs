@@ -372,6 +372,36 @@ impl Runtime {
         router.predict(&v).ok()
     }
 
+    /// The classifier's embedding of the classifier's window of `text` (the last user
+    /// message), with the embedding model's name: what the ledger stores for learning
+    /// (`server.ledger_vectors`). Usually remembered from the request's own classification.
+    /// `None` without an embedding model, for empty text, or if embedding fails.
+    pub fn request_vector(&self, text: &str) -> Option<(String, Vec<f32>)> {
+        let (name, embedder) = self.shared_embedder.as_ref()?;
+        let text = text.trim();
+        if text.is_empty() {
+            return None;
+        }
+        let window = embed_window(text);
+        let v = embedder
+            .embed(&[window.as_ref()])
+            .ok()?
+            .into_iter()
+            .next()?;
+        Some((name.clone(), v))
+    }
+
+    /// Whether chat requests' embeddings go to the ledger (`server.ledger_vectors`).
+    pub fn ledger_vectors(&self) -> bool {
+        self.shared_embedder.is_some()
+            && self
+                .config
+                .server
+                .ledger_vectors
+                .as_ref()
+                .is_some_and(|v| **v)
+    }
+
     /// A configuration serving exactly the loaded models, without routing rules: `auto`
     /// goes to the first chat model. Used when no configuration file is given.
     pub fn local_only_config(chat: &[String], embed: &[String]) -> Config {

@@ -9,7 +9,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use clap::{Args, Subcommand};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tandem_eval::calibrate::{self, Target};
 use tandem_eval::dataset::{Grader, Item, Split};
@@ -520,9 +520,9 @@ pub enum RouterCmd {
 
 #[derive(Args, Debug)]
 pub struct ResultsArgs {
-    /// The dataset the results were made from.
+    /// The dataset the results were made from (not with `--ledger`).
     #[arg(long)]
-    pub dataset: PathBuf,
+    pub dataset: Option<PathBuf>,
     /// The `eval route` output folder (answers.jsonl, judgements.jsonl).
     #[arg(long, default_value = "eval-out/route")]
     pub results: PathBuf,
@@ -546,6 +546,11 @@ pub struct TrainArgs {
     /// Router file to write.
     #[arg(long, short = 'o', default_value = "router.knn")]
     pub out: PathBuf,
+    /// Learn from the ledger instead of eval results: the SLM's answers that users rated
+    /// (`POST /v1/tandem/feedback`), with the embeddings `server.ledger_vectors` stored.
+    /// Without a FILE: the configuration's `server.ledger`, else $TANDEM_HOME/ledger.sqlite.
+    #[arg(long, value_name = "FILE", num_args = 0..=1, default_missing_value = "")]
+    pub ledger: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -581,7 +586,10 @@ struct Loaded {
 }
 
 fn load_results(r: &ResultsArgs) -> Result<Loaded> {
-    let items = load_dataset(&r.dataset)?;
+    let Some(dataset) = &r.dataset else {
+        bail!("--dataset is required: the dataset the `eval route` results were made from");
+    };
+    let items = load_dataset(dataset)?;
     let (cfg, label) = crate::config::load_or_default(r.config.as_deref())?;
     let (slm, llm, judge) = r.models.resolve(&cfg, &label)?;
     let answers_path = r.results.join("answers.jsonl");
@@ -644,6 +652,12 @@ fn split_samples<'a>(l: &'a Loaded, s: Split) -> (Vec<Graded<'a>>, usize) {
 }
 
 fn train(a: TrainArgs) -> Result<()> {
+    if let Some(ledger) = &a.ledger {
+        if a.results.dataset.is_some() {
+            bail!("give either --ledger or --dataset, not both");
+        }
+        return train_from_ledger(&a, ledger);
+    }
     let l = load_results(&a.results)?;
     let (g, _) = split_samples(&l, a.split);
     if g.len() < 2 {
@@ -674,11 +688,82 @@ fn train(a: TrainArgs) -> Result<()> {
             .map_or("n/a".into(), |v| format!("{v:.3}"))
     );
     println!("wrote {}", a.out.display());
+    print_usage(&a.out, &l.llm);
+    Ok(())
+}
+
+/// How to use a trained router file (`tandem router calibrate` suggests the bound).
+fn print_usage(out: &Path, llm: &str) {
     println!(
-        "use it in tandem.yaml:\n  router: {{file: {}}}\n  routes:\n    - name: hard-for-the-slm\n      when: {{slm_win_probability: {{max: 0.5}}}}\n      then: {{model: {}}}",
-        a.out.display(),
-        l.llm
+        "use it in tandem.yaml:\npolicy:\n  router: {}\nroutes:\n  - name: hard-for-the-slm\n    when: {{slm_win_probability: {{max: 0.5}}}}\n    then: {{model: {llm}}}",
+        out.display()
     );
+}
+
+/// The rating at or above which an SLM answer counts as good enough.
+const GOOD_RATING: f64 = 0.5;
+
+fn train_from_ledger(a: &TrainArgs, ledger: &Path) -> Result<()> {
+    let (cfg, label) = crate::config::load_or_default(a.results.config.as_deref())?;
+    let (slm, llm, _) = a.results.models.resolve(&cfg, &label)?;
+    let emb_name = cfg.embedding_model.clone().ok_or_else(|| {
+        anyhow!("{label} has no embedding model for the classifier: the router needs one")
+    })?;
+    let path = if ledger.as_os_str().is_empty() {
+        match cfg.server.ledger.as_deref() {
+            Some("off") | Some("none") | Some("false") => {
+                bail!("{label} turns the ledger off (server.ledger); give --ledger FILE")
+            }
+            Some(p) => PathBuf::from(p),
+            None => tandem_models::tandem_home().join("ledger.sqlite"),
+        }
+    } else {
+        ledger.to_path_buf()
+    };
+    if !path.exists() {
+        bail!(
+            "no ledger at {} (it is created by `tandem serve`)",
+            path.display()
+        );
+    }
+    let ledger = tandem_ledger::Ledger::open(&path)
+        .with_context(|| format!("opening the ledger {}", path.display()))?;
+    let set = ledger.training_examples(&emb_name, &slm)?;
+    let skipped = format!(
+        "skipped: {} rated ids not in the ledger, {} answered by other models, {} without a \
+         stored {emb_name} embedding (turn on server.ledger_vectors)",
+        set.unknown_ids, set.other_model, set.without_vector
+    );
+    if set.examples.len() < 2 {
+        bail!(
+            "{} has {} rated answers of {slm} with embeddings; at least 2 are needed ({skipped})",
+            path.display(),
+            set.examples.len()
+        );
+    }
+    let examples: Vec<(Vec<f32>, f32)> = set
+        .examples
+        .iter()
+        .map(|e| {
+            let good = if e.score >= GOOD_RATING { 1.0 } else { 0.0 };
+            (e.vector.clone(), good)
+        })
+        .collect();
+    let router = LearnedRouter::train(&examples, &emb_name, a.k.min(examples.len() - 1))?;
+    router.save(&a.out)?;
+    let good = examples.iter().filter(|e| e.1 > 0.5).count();
+    println!(
+        "trained on {} rated answers of {slm} from {} ({good} rated good); k={}; leave-one-out accuracy {}",
+        examples.len(),
+        path.display(),
+        router.k(),
+        router
+            .leave_one_out_accuracy()
+            .map_or("n/a".into(), |v| format!("{v:.3}"))
+    );
+    println!("{skipped}");
+    println!("wrote {}", a.out.display());
+    print_usage(&a.out, &llm);
     Ok(())
 }
 

@@ -670,3 +670,202 @@ policy:
     ]);
     assert!(!ok && err.contains("no items"), "{err}");
 }
+
+/// Learning from the ledger: with `server.ledger_vectors` the gateway stores each request's
+/// classifier embedding, `POST /v1/tandem/feedback` rates answers by their
+/// `x-tandem-request-id`, and `tandem router train --ledger` learns from the rated SLM
+/// answers a router file the policy accepts. Malformed ratings get OpenAI-shaped errors.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn router_learns_from_rated_answers_in_the_ledger() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = dir.path().join("gateway.sqlite");
+    let cfg_text = format!(
+        r#"server:
+  ledger: {}
+  ledger_vectors: true
+models:
+  - name: slm
+    local: smollm2-135m
+    engine: {{threads: 1}}
+  - name: minilm-l6
+    local: minilm-l6
+  - name: llm
+    provider: openai
+    base_url: http://127.0.0.1:9/v1
+    model: never-called
+aliases:
+  auto: policy
+policy:
+  local_model: slm
+  llm_model: llm
+  classifier: {{embedding_model: minilm-l6}}
+"#,
+        ledger.display()
+    );
+    let cfg = dir.path().join("tandem.yaml");
+    std::fs::write(
+        &cfg,
+        format!("{cfg_text}routes:\n  - name: local\n    then: {{model: slm}}\n"),
+    )
+    .unwrap();
+    let c = cfg.to_str().unwrap();
+    let server = Server::start(&["serve", "--config", c, "--port", "0"]);
+    let base = server.url.clone();
+    let client = reqwest::Client::new();
+    let rate = |body: Value| {
+        let client = client.clone();
+        let url = format!("{base}/v1/tandem/feedback");
+        async move {
+            let r = client.post(url).json(&body).send().await.unwrap();
+            let status = r.status().as_u16();
+            (status, r.json::<Value>().await.unwrap())
+        }
+    };
+    let texts = [
+        ("Say hello to the team.", "good"),
+        ("Reply with one word: yes.", "good"),
+        ("Prove the Riemann hypothesis in full.", "bad"),
+        ("Write a 5000-word legal contract for a merger.", "bad"),
+    ];
+    let mut ids = Vec::new();
+    for (i, (text, rating)) in texts.iter().enumerate() {
+        let r = chat(&base, text, i == 3).await;
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.headers()["x-tandem-model"], "slm");
+        let id = r.headers()["x-tandem-request-id"]
+            .to_str()
+            .unwrap()
+            .to_string();
+        if i == 3 {
+            // Streamed: the header is the handle.
+            assert!(r.text().await.unwrap().contains("[DONE]"));
+        } else {
+            let v: Value = r.json().await.unwrap();
+            assert_eq!(v["id"], id.as_str(), "the completion's id is the ledger id");
+        }
+        ids.push((id, *rating));
+    }
+    for (id, rating) in &ids {
+        let (status, v) = rate(json!({"id": id, "rating": rating})).await;
+        assert_eq!(status, 200, "{v}");
+        assert_eq!(v["answered_by"], "slm");
+        assert_eq!(v["local"], true);
+        assert_eq!(v["score"], if *rating == "good" { 1.0 } else { 0.0 });
+    }
+    // A graded score is fine too.
+    let (status, _) = rate(json!({"id": ids[0].0, "score": 0.9})).await;
+    assert_eq!(status, 200);
+    // Malformed ratings: 400 with the parameter named; an unknown id: 404.
+    for (body, param) in [
+        (json!({"rating": "good"}), "id"),
+        (json!({"id": "", "rating": "good"}), "id"),
+        (json!({"id": 7, "rating": "good"}), "id"),
+        (json!({"id": ids[0].0, "rating": "meh"}), "rating"),
+        (json!({"id": ids[0].0}), "rating"),
+        (json!({"id": ids[0].0, "score": 1.5}), "score"),
+        (json!({"id": ids[0].0, "score": "high"}), "score"),
+        (
+            json!({"id": ids[0].0, "score": 1, "rating": "good"}),
+            "score",
+        ),
+        (
+            json!({"id": ids[0].0, "rating": "good", "comment": "x"}),
+            "comment",
+        ),
+    ] {
+        let (status, v) = rate(body.clone()).await;
+        assert_eq!(status, 400, "{body}: {v}");
+        assert_eq!(v["error"]["type"], "invalid_request_error", "{v}");
+        assert_eq!(v["error"]["param"], param, "{body}: {v}");
+    }
+    let r = client
+        .post(format!("{base}/v1/tandem/feedback"))
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let (status, v) = rate(json!({"id": "chatcmpl-nobody", "rating": "good"})).await;
+    assert_eq!(status, 404, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("chatcmpl-nobody")
+    );
+    server.stop();
+
+    let out_file = dir.path().join("router.knn");
+    let (ok, out, err) = cli(
+        &[
+            "router",
+            "train",
+            "--ledger",
+            ledger.to_str().unwrap(),
+            "-c",
+            c,
+            "-o",
+            out_file.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("trained on 4 rated answers of slm"), "{out}");
+    assert!(out.contains("(2 rated good)"), "{out}");
+    assert!(out.contains("0 rated ids not in the ledger"), "{out}");
+    assert!(
+        out.contains("0 without a stored minilm-l6 embedding"),
+        "{out}"
+    );
+    // The file drives the policy's condition.
+    let routed = dir.path().join("routed.yaml");
+    std::fs::write(
+        &routed,
+        format!(
+            "{cfg_text}  router: {}\nroutes:\n  - name: hard\n    when: {{slm_win_probability: {{max: 0.5}}}}\n    then: {{model: llm}}\n  - name: local\n    then: {{model: slm}}\n",
+            out_file.display()
+        ),
+    )
+    .unwrap();
+    let (ok, out, err) = cli(&["config", "check", routed.to_str().unwrap()], &[]);
+    assert!(ok, "{out}{err}");
+    // Clear errors: no ledger file; --ledger with --dataset; vectors without an embedding
+    // model is a configuration error at its line.
+    let (ok, _, err) = cli(
+        &[
+            "router",
+            "train",
+            "--ledger",
+            dir.path().join("none.sqlite").to_str().unwrap(),
+            "-c",
+            c,
+        ],
+        &[],
+    );
+    assert!(!ok && err.contains("no ledger at"), "{err}");
+    let (ok, _, err) = cli(
+        &[
+            "router",
+            "train",
+            "--ledger",
+            ledger.to_str().unwrap(),
+            "--dataset",
+            c,
+            "-c",
+            c,
+        ],
+        &[],
+    );
+    assert!(!ok && err.contains("not both"), "{err}");
+    let bare = dir.path().join("bare.yaml");
+    std::fs::write(
+        &bare,
+        "server:\n  ledger_vectors: true\nmodels:\n  - name: slm\n    local: smollm2-135m\n",
+    )
+    .unwrap();
+    let (ok, _, err) = cli(&["config", "check", bare.to_str().unwrap()], &[]);
+    assert!(
+        !ok && err.contains("line 2") && err.contains("ledger_vectors needs"),
+        "{err}"
+    );
+}
