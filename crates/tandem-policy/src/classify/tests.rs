@@ -523,9 +523,10 @@ proptest! {
         let w = text::embed_window(&text);
         prop_assert!(w.chars().count() <= text::EMBED_BUDGET + 1);
         let trimmed = text.trim();
-        if w.len() == trimmed.len() {
-            prop_assert_eq!(w.as_ref(), trimmed);
-        } else {
+        // Not "same length, so whole": a window that drops one middle character of an
+        // over-budget text and joins head and tail with a one-byte newline has the text's
+        // length too (proptest found it: the regression file replays that case).
+        if w.as_ref() != trimmed {
             let ok = w.match_indices('\n').any(|(i, _)| {
                 trimmed.starts_with(&w[..i]) && trimmed.ends_with(&w[i + 1..])
             }) || trimmed.starts_with(w.as_ref());
