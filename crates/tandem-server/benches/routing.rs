@@ -12,7 +12,9 @@
 //!    10 ms p99 budget and the classifier in the same run;
 //! 5. gateway overhead: open-loop load at a fixed rate over loopback against a fast scripted
 //!    upstream, directly and through Tandem in interleaved rounds (`BENCH_ROUNDS`, default 6,
-//!    of `BENCH_SECS` each) — baseline: the direct call.
+//!    of `BENCH_SECS` each); load generator, gateway and upstream are three processes
+//!    (`BENCH_LOADGEN=inprocess`, `BENCH_UPSTREAM=inprocess` fold them into this one) —
+//!    baseline: the direct call.
 #![allow(clippy::unwrap_used)]
 
 use axum::routing::post;
@@ -309,8 +311,8 @@ fn loadgen_main(url: String, rate: f64, secs: f64) {
     println!("{}", serde_json::json!({"lat": lat, "errors": errors}));
 }
 
-async fn gateway(rate: f64, secs: f64) {
-    // A fast upstream: a fixed completion, no work.
+/// The fast upstream: a fixed completion, no work. Returns its base URL.
+async fn serve_upstream() -> String {
     let app = axum::Router::new().route(
         "/v1/chat/completions",
         post(|| async { ([("content-type", "application/json")], COMPLETION) }),
@@ -324,6 +326,46 @@ async fn gateway(rate: f64, secs: f64) {
         });
         axum::serve(l, app).await
     });
+    up
+}
+
+/// Upstream mode (`BENCH_UPSTREAM=1`): serves the fast upstream on its own runtime (one
+/// worker thread), prints `listening on URL` and runs until stdin closes.
+fn upstream_main() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let up = rt.block_on(serve_upstream());
+    println!("listening on {up}");
+    // The server runs on the runtime's worker; this thread waits for the parent to go.
+    let _ = std::io::Read::read(&mut std::io::stdin(), &mut [0u8; 1]);
+}
+
+/// The upstream: in a separate process (the bench binary again, in upstream mode), as a
+/// real deployment has it, unless `BENCH_UPSTREAM=inprocess`. The child lives as long as
+/// the returned handle.
+async fn start_upstream() -> (String, Option<tokio::process::Child>) {
+    if std::env::var("BENCH_UPSTREAM").as_deref() == Ok("inprocess") {
+        return (serve_upstream().await, None);
+    }
+    use tokio::io::AsyncBufReadExt;
+    let mut child = tokio::process::Command::new(std::env::current_exe().unwrap())
+        .env("BENCH_UPSTREAM", "1")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let line = lines.next_line().await.unwrap().unwrap();
+    let up = line.strip_prefix("listening on ").unwrap().to_string();
+    (up, Some(child))
+}
+
+async fn gateway(rate: f64, secs: f64) {
+    let (up, _upstream) = start_upstream().await;
     let yaml = format!(
         "models:\n  - name: fast\n    provider: openai\n    base_url: {up}/v1\n    retries: 0\npolicy:\n  llm_model: fast\nroutes:\n  - name: budget\n    when: {{latency_budget_ms: {{max: 100}}}}\n    then: {{model: fast}}\n  - name: kw\n    when: {{keywords: [invoice, 帳單]}}\n    then: {{model: fast}}\n  - name: default\n    then: {{model: fast}}\n"
     );
@@ -393,11 +435,16 @@ async fn gateway(rate: f64, secs: f64) {
     }
     let per = |c: f64, n: usize| c / n.max(1) as f64 * 1e6;
     println!(
-        "open-loop {rate} requests/s, {rounds} interleaved rounds of {secs} s per path, loopback; load generator: {} (gateway and upstream in this process; all share the 2 cores)",
+        "open-loop {rate} requests/s, {rounds} interleaved rounds of {secs} s per path, loopback; load generator: {}; upstream: {} (all share the 2 cores)",
         if std::env::var("BENCH_LOADGEN").as_deref() == Ok("inprocess") {
             "in this process"
         } else {
             "a separate process"
+        },
+        if _upstream.is_some() {
+            "a separate process"
+        } else {
+            "in this process"
         }
     );
     let (d50, d99) = summary("  direct to upstream (baseline)", &mut d, "ms");
@@ -405,7 +452,7 @@ async fn gateway(rate: f64, secs: f64) {
     println!("  errors: direct {de}, gateway {ge}");
     let (cd, cg) = (per(cpu_d, d.len()), per(cpu_g, g.len()));
     println!(
-        "  CPU per request of this process (servers; plus the client when in-process): direct {cd:.0} µs, through Tandem {cg:.0} µs; Tandem adds {:.0} µs",
+        "  CPU per request of this process (the gateway; plus upstream and client where in-process): direct {cd:.0} µs, through Tandem {cg:.0} µs; Tandem adds {:.0} µs",
         cg - cd
     );
     println!(
@@ -440,6 +487,10 @@ fn main() {
         .unwrap_or(5.0);
     if let Ok(url) = std::env::var("BENCH_LOADGEN_URL") {
         loadgen_main(url, rate, secs);
+        return;
+    }
+    if std::env::var("BENCH_UPSTREAM").as_deref() == Ok("1") {
+        upstream_main();
         return;
     }
     let only = args.iter().skip(1).find(|a| !a.starts_with('-')).cloned();
