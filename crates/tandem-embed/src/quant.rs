@@ -159,6 +159,24 @@ impl Reduced {
         }
     }
 
+    /// The int8 weights, borrowed (`None` for f16).
+    fn int8(&self) -> Option<I8Weights<'_>> {
+        match self {
+            Self::Int8 {
+                packed,
+                scales,
+                offsets,
+                k4,
+            } => Some(I8Weights {
+                packed,
+                scales,
+                offsets,
+                k4: *k4,
+            }),
+            Self::F16(_) => None,
+        }
+    }
+
     pub(crate) fn precision(&self) -> WeightPrecision {
         match self {
             Self::F16(_) => WeightPrecision::F16,
@@ -182,23 +200,11 @@ impl Reduced {
         p1: usize,
         mb: usize,
     ) {
-        match self {
-            Self::F16(packed) => f16_block(packed, x, k, n, bias, out, ld, p0, p1, mb),
-            Self::Int8 {
-                packed,
-                scales,
-                offsets,
-                k4,
-            } => {
-                let q = QuantRows::new(x, k, *k4);
-                let w = I8Weights {
-                    packed,
-                    scales,
-                    offsets,
-                    k4: *k4,
-                };
-                i8_block(&w, &q, n, bias, out, ld, p0, p1, mb, false);
-            }
+        if let Some(w) = self.int8() {
+            let q = QuantRows::new(x, k, w.k4);
+            i8_block(&w, &q, n, bias, out, ld, p0, p1, mb, false);
+        } else if let Self::F16(packed) = self {
+            f16_block(packed, x, k, n, bias, out, ld, p0, p1, mb);
         }
     }
 
@@ -216,23 +222,11 @@ impl Reduced {
         p0: usize,
         p1: usize,
     ) {
-        match self {
-            Self::F16(packed) => f16_block_generic(packed, x, k, n, bias, out, ld, p0, p1),
-            Self::Int8 {
-                packed,
-                scales,
-                offsets,
-                k4,
-            } => {
-                let q = QuantRows::new(x, k, *k4);
-                let w = I8Weights {
-                    packed,
-                    scales,
-                    offsets,
-                    k4: *k4,
-                };
-                i8_block(&w, &q, n, bias, out, ld, p0, p1, usize::MAX, true);
-            }
+        if let Some(w) = self.int8() {
+            let q = QuantRows::new(x, k, w.k4);
+            i8_block(&w, &q, n, bias, out, ld, p0, p1, usize::MAX, true);
+        } else if let Self::F16(packed) = self {
+            f16_block_generic(packed, x, k, n, bias, out, ld, p0, p1);
         }
     }
 }

@@ -359,17 +359,9 @@ impl Runtime {
     /// k nearest neighbours. `None` without a router, for empty text, or if embedding fails.
     pub fn slm_win_probability(&self, text: &str) -> Option<f32> {
         let (router, embedder) = self.router.as_ref()?;
-        let text = text.trim();
-        if text.is_empty() {
-            return None;
-        }
-        let window = embed_window(text);
-        let v = embedder
-            .embed(&[window.as_ref()])
-            .ok()?
-            .into_iter()
-            .next()?;
-        router.predict(&v).ok()
+        router
+            .predict(&window_vector(embedder.as_ref(), text)?)
+            .ok()
     }
 
     /// The classifier's embedding of the classifier's window of `text` (the last user
@@ -378,17 +370,7 @@ impl Runtime {
     /// `None` without an embedding model, for empty text, or if embedding fails.
     pub fn request_vector(&self, text: &str) -> Option<(String, Vec<f32>)> {
         let (name, embedder) = self.shared_embedder.as_ref()?;
-        let text = text.trim();
-        if text.is_empty() {
-            return None;
-        }
-        let window = embed_window(text);
-        let v = embedder
-            .embed(&[window.as_ref()])
-            .ok()?
-            .into_iter()
-            .next()?;
-        Some((name.clone(), v))
+        Some((name.clone(), window_vector(embedder.as_ref(), text)?))
     }
 
     /// Whether chat requests' embeddings go to the ledger (`server.ledger_vectors`).
@@ -420,6 +402,17 @@ impl Runtime {
             Config::empty()
         })
     }
+}
+
+/// The embedding of the classifier's window of `text`; `None` for empty text or if
+/// embedding fails.
+fn window_vector(embedder: &dyn TextEmbedder, text: &str) -> Option<Vec<f32>> {
+    let text = text.trim();
+    if text.is_empty() {
+        return None;
+    }
+    let window = embed_window(text);
+    embedder.embed(&[window.as_ref()]).ok()?.into_iter().next()
 }
 
 #[cfg(test)]
