@@ -710,13 +710,9 @@ fn train_from_ledger(a: &TrainArgs, ledger: &Path) -> Result<()> {
         anyhow!("{label} has no embedding model for the classifier: the router needs one")
     })?;
     let path = if ledger.as_os_str().is_empty() {
-        match cfg.server.ledger.as_deref() {
-            Some("off") | Some("none") | Some("false") => {
-                bail!("{label} turns the ledger off (server.ledger); give --ledger FILE")
-            }
-            Some(p) => PathBuf::from(p),
-            None => tandem_models::tandem_home().join("ledger.sqlite"),
-        }
+        crate::serve::ledger_path(cfg.server.ledger.as_deref()).ok_or_else(|| {
+            anyhow!("{label} turns the ledger off (server.ledger); give --ledger FILE")
+        })?
     } else {
         ledger.to_path_buf()
     };

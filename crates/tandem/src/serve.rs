@@ -214,11 +214,20 @@ pub fn local_state(cfg: Config, pull: bool) -> Result<Arc<AppState>> {
     }))
 }
 
+/// The ledger file a `server.ledger` / `--ledger` setting names: `None` when it turns the
+/// ledger off (`off`, `none`, `false`), else the path (default
+/// `$TANDEM_HOME/ledger.sqlite`).
+pub fn ledger_path(setting: Option<&str>) -> Option<PathBuf> {
+    match setting {
+        Some("off") | Some("none") | Some("false") => None,
+        Some(p) => Some(PathBuf::from(p)),
+        None => Some(tandem_models::tandem_home().join("ledger.sqlite")),
+    }
+}
+
 fn open_ledger(setting: Option<&str>) -> Result<Option<tandem_ledger::Ledger>> {
-    let path = match setting {
-        Some("off") | Some("none") | Some("false") => return Ok(None),
-        Some(p) => PathBuf::from(p),
-        None => tandem_models::tandem_home().join("ledger.sqlite"),
+    let Some(path) = ledger_path(setting) else {
+        return Ok(None);
     };
     if let Some(dir) = path.parent()
         && !dir.as_os_str().is_empty()
