@@ -302,6 +302,8 @@ pub enum LedgerError {
     WriterGone,
     #[error("ledger: a rating must be a number from 0 to 1, got {0}")]
     BadScore(f64),
+    #[error("ledger: the rating was not stored: {0}")]
+    NotStored(String),
     #[error("ledger: {0}")]
     Sqlite(#[from] rusqlite::Error),
 }
@@ -354,11 +356,15 @@ pub struct TrainingSet {
     pub without_vector: u64,
 }
 
+/// Where the writer says whether a rating was committed (the error's text if not).
+type FeedbackAck = Sender<Result<(), String>>;
+
 /// Messages to the writer thread.
 enum Msg {
     Record(Box<LedgerRecord>),
     Vector(Box<RequestVector>),
-    Feedback(Feedback),
+    /// A rating, and where to say whether it was committed.
+    Feedback(Feedback, FeedbackAck),
     /// Reply once everything queued before this message is written.
     Flush(Sender<()>),
     /// The last handle is gone: write what is queued and exit.
@@ -496,18 +502,24 @@ impl Ledger {
         }
     }
 
-    /// Stores a rating and waits until it is written (it blocks: call it off async threads).
+    /// Stores a rating and waits until it is committed (it blocks: call it off async
+    /// threads). Unlike [`Ledger::record`], a rating is never dropped silently: the user
+    /// asked for it to be kept, so a failed write is an error.
     /// Errors: [`LedgerError::BadScore`] for a score outside 0–1 (or NaN),
+    /// [`LedgerError::NotStored`] when the write failed (disk full, read-only file...),
     /// [`LedgerError::WriterGone`].
     pub fn add_feedback(&self, f: Feedback) -> Result<(), LedgerError> {
         if !(0.0..=1.0).contains(&f.score) {
             return Err(LedgerError::BadScore(f.score));
         }
+        let (ack, done) = crossbeam_channel::bounded(1);
         self.inner
             .tx
-            .send(Msg::Feedback(f))
+            .send(Msg::Feedback(f, ack))
             .map_err(|_| LedgerError::WriterGone)?;
-        self.flush()
+        done.recv()
+            .map_err(|_| LedgerError::WriterGone)?
+            .map_err(LedgerError::NotStored)
     }
 
     /// The requests answered by `answered_by` that users rated and whose embedding by

@@ -5,13 +5,13 @@ use std::sync::atomic::Ordering;
 use crossbeam_channel::{Receiver, Sender};
 use rusqlite::{Connection, Statement, TransactionBehavior, params};
 
-use crate::{Counters, Feedback, LedgerRecord, MAX_BATCH, Msg, RequestVector};
+use crate::{Counters, Feedback, FeedbackAck, LedgerRecord, MAX_BATCH, Msg, RequestVector};
 
 /// One write of a batch.
 enum Write {
     Record(Box<LedgerRecord>),
     Vector(Box<RequestVector>),
-    Feedback(Feedback),
+    Feedback(Feedback, FeedbackAck),
 }
 
 /// The record columns, in [`LedgerRecord`] field order (shared with the queries).
@@ -41,7 +41,7 @@ pub(crate) fn run(mut conn: Connection, rx: Receiver<Msg>, counters: &Counters) 
             match msg {
                 Msg::Record(r) => batch.push(Write::Record(r)),
                 Msg::Vector(v) => batch.push(Write::Vector(v)),
-                Msg::Feedback(f) => batch.push(Write::Feedback(f)),
+                Msg::Feedback(f, ack) => batch.push(Write::Feedback(f, ack)),
                 Msg::Flush(ack) => {
                     acks.push(ack);
                     break;
@@ -70,11 +70,14 @@ pub(crate) fn run(mut conn: Connection, rx: Receiver<Msg>, counters: &Counters) 
     }
 }
 
-/// Writes `batch` in one transaction. Failures are logged and counted, never fatal.
+/// Writes `batch` in one transaction. Failures are logged and counted, never fatal; each
+/// rating's sender learns whether it was committed.
 fn write_batch(conn: &mut Connection, batch: &[Write], counters: &Counters) {
     if batch.is_empty() {
         return;
     }
+    // Outcome of each rating's row, answered only once the transaction's fate is known.
+    let mut rated: Vec<(&FeedbackAck, Result<(), String>)> = Vec::new();
     let result = (|| -> rusqlite::Result<(u64, u64)> {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let (mut ok, mut failed) = (0u64, 0u64);
@@ -84,8 +87,11 @@ fn write_batch(conn: &mut Connection, batch: &[Write], counters: &Counters) {
                 let (id, result) = match w {
                     Write::Record(r) => (&r.id, insert(&mut *tx.prepare_cached(INSERT)?, r)),
                     Write::Vector(v) => (&v.id, insert_vector(&tx, v)),
-                    Write::Feedback(f) => (&f.id, insert_feedback(&tx, f)),
+                    Write::Feedback(f, _) => (&f.id, insert_feedback(&tx, f)),
                 };
+                if let Write::Feedback(_, ack) = w {
+                    rated.push((ack, result.as_ref().map(|_| ()).map_err(|e| e.to_string())));
+                }
                 match result {
                     Ok(()) => ok += u64::from(matches!(w, Write::Record(_))),
                     // Some errors (disk full, I/O) roll the whole transaction back: give up.
@@ -104,8 +110,17 @@ fn write_batch(conn: &mut Connection, batch: &[Write], counters: &Counters) {
         Ok((ok, failed)) => {
             counters.written.fetch_add(ok, Ordering::Relaxed);
             counters.write_errors.fetch_add(failed, Ordering::Relaxed);
+            for (ack, outcome) in rated {
+                let _ = ack.send(outcome);
+            }
         }
         Err(e) => {
+            // Nothing of the batch was committed, whatever each row's insert said.
+            for w in batch {
+                if let Write::Feedback(_, ack) = w {
+                    let _ = ack.send(Err(e.to_string()));
+                }
+            }
             counters
                 .write_errors
                 .fetch_add(batch.len() as u64, Ordering::Relaxed);

@@ -870,3 +870,41 @@ fn ratings_and_vectors_make_training_examples() {
     let again = Ledger::open(&path).unwrap();
     assert_eq!(again.training_examples("minilm", "slm").unwrap(), set);
 }
+
+/// A rating is only acknowledged once committed: when its row cannot be written, the caller
+/// gets the error (not a silent count in `write_errors`), and later ratings still work.
+#[test]
+fn a_rating_that_cannot_be_written_is_an_error() {
+    let (_dir, path, ledger) = temp_ledger();
+    let rate = |score: f64| Feedback {
+        id: "a".into(),
+        ts_ms: 1,
+        score,
+    };
+    ledger.record(LedgerRecord {
+        id: "a".into(),
+        status: 200,
+        ..Default::default()
+    });
+    ledger.add_feedback(rate(1.0)).unwrap();
+    // Another process breaks the table under the writer.
+    let other = rusqlite::Connection::open(&path).unwrap();
+    other
+        .execute_batch("ALTER TABLE feedback RENAME TO feedback_moved")
+        .unwrap();
+    let err = ledger.add_feedback(rate(0.0)).unwrap_err();
+    assert!(matches!(err, LedgerError::NotStored(_)), "{err:?}");
+    assert!(err.to_string().contains("no such table"), "{err}");
+    other
+        .execute_batch("ALTER TABLE feedback_moved RENAME TO feedback")
+        .unwrap();
+    ledger.add_feedback(rate(0.0)).unwrap();
+    ledger.flush().unwrap();
+    // The first and the last rating were kept, the failed one was not.
+    let n: i64 = other
+        .query_row("SELECT count(*) FROM feedback WHERE id = 'a'", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(n, 2);
+}
