@@ -84,7 +84,7 @@ fn judge_all(
         return Ok(());
     }
     let prompts = grade::load_judge_prompts(&judge_prompts_text()?)?;
-    let pb = crate::evalroute::bar(todo.len(), "judgements");
+    let mut requests = Vec::with_capacity(todo.len());
     for (it, a) in todo {
         let Grader::Judge { reference } = &it.grader else {
             continue;
@@ -104,28 +104,49 @@ fn judge_all(
             "max_tokens": 320,
             "temperature": 0,
         });
-        pb.set_message(format!("{} ({})", it.id, a.model));
-        match rt.block_on(chat_text(state, body)) {
-            Ok((c, _)) => {
-                let text = c
-                    .choices
-                    .first()
-                    .map(|ch| ch.message.content.clone())
-                    .unwrap_or_default();
-                let j = Judgement {
-                    id: it.id.clone(),
-                    model: a.model.clone(),
-                    key: a.key.clone(),
-                    judge: judge.to_owned(),
-                    score: grade::parse_judge_score(&text),
-                    text,
-                };
-                cache.insert(judgement_key(&j.id, &j.model, &j.key, judge), j)?;
-            }
-            Err(e) => pb.println(format!("judging {} ({}): {e:#}", it.id, a.model)),
-        }
-        pb.inc(1);
+        requests.push((it, a, body));
     }
+    // Verdicts are independent and their latency is not measured: keep every sequence slot
+    // of the judge busy (a local engine batches them; one request alone leaves cores idle).
+    let slots = state
+        .chat_engine(judge)
+        .map(|e| e.info().parallel as usize)
+        .unwrap_or(1)
+        .max(1);
+    let pb = crate::evalroute::bar(requests.len(), "judgements");
+    pb.set_message(format!("{slots} at a time"));
+    rt.block_on(async {
+        use futures::StreamExt;
+        let mut verdicts = futures::stream::iter(
+            requests
+                .into_iter()
+                .map(|(it, a, body)| async move { (it, a, chat_text(state, body).await) }),
+        )
+        .buffer_unordered(slots);
+        while let Some((it, a, reply)) = verdicts.next().await {
+            match reply {
+                Ok((c, _)) => {
+                    let text = c
+                        .choices
+                        .first()
+                        .map(|ch| ch.message.content.clone())
+                        .unwrap_or_default();
+                    let j = Judgement {
+                        id: it.id.clone(),
+                        model: a.model.clone(),
+                        key: a.key.clone(),
+                        judge: judge.to_owned(),
+                        score: grade::parse_judge_score(&text),
+                        text,
+                    };
+                    cache.insert(judgement_key(&j.id, &j.model, &j.key, judge), j)?;
+                }
+                Err(e) => pb.println(format!("judging {} ({}): {e:#}", it.id, a.model)),
+            }
+            pb.inc(1);
+        }
+        anyhow::Ok(())
+    })?;
     pb.finish_and_clear();
     Ok(())
 }
