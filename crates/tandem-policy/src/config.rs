@@ -1265,7 +1265,16 @@ fn compile_rag(
     mut check_model: impl FnMut(&mut Issues, &Spanned<String>, &str),
 ) -> RagSettings {
     let d = RagSettings::default();
-    let first_local = || models.iter().find(|m| m.is_local()).map(|m| m.name.clone());
+    // The default knowledge-base SLM: the first local *chat* model (an embedding model listed
+    // first, as the classifier's, cannot answer).
+    let local_chat = |m: &&ModelSpec| match &m.source {
+        ModelSource::Local { source, .. } => match tandem_models::catalog::find(source) {
+            Some(e) => e.kind == tandem_models::catalog::ModelKind::Chat,
+            None => source.to_ascii_lowercase().ends_with(".gguf"),
+        },
+        _ => false,
+    };
+    let first_local = || models.iter().find(local_chat).map(|m| m.name.clone());
     let slm = match &raw.slm {
         Some(s) => {
             check_model(issues, s, "rag.slm");

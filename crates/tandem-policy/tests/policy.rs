@@ -612,3 +612,30 @@ fn slm_win_probability_misconfigurations_are_refused() {
     let e = err(&ROUTER_CFG.replace("{max: 0.4}", "{below: 0.4}"));
     assert!(e.contains("below"), "{e}");
 }
+
+/// Without `rag.slm` or `policy.local_model`, knowledge-base answers default to the first
+/// local *chat* model: an embedding model listed first (the classifier's) is skipped, and
+/// with no local chat model there is no default (rather than an embedding model that the
+/// server would refuse as "not a chat model").
+#[test]
+fn rag_slm_defaults_to_the_first_local_chat_model() {
+    let cfg = parse(
+        "models:\n  - name: emb\n    local: minilm-l6\n  - name: e5\n    local: /m/e5-small-q4.bin\n  \
+         - name: small\n    local: /m/Small.Q4_0.GGUF\n  - name: qwen\n    local: qwen2.5-coder-0.5b\n",
+    );
+    assert_eq!(cfg.rag.slm, "small");
+    let cfg = parse(
+        "models:\n  - name: emb\n    local: minilm-l6\n  - name: qwen\n    local: qwen2.5-coder-0.5b\n",
+    );
+    assert_eq!(cfg.rag.slm, "qwen");
+    let cfg = parse(
+        "models:\n  - name: emb\n    local: minilm-l6\n  - name: up\n    provider: openai\n    \
+         base_url: http://127.0.0.1:9/v1\n    model: x\n",
+    );
+    assert_eq!(cfg.rag.slm, "");
+    // An explicit policy.local_model still wins.
+    let cfg = parse(
+        "models:\n  - name: a\n    local: /m/a.gguf\n  - name: b\n    local: /m/b.gguf\npolicy:\n  local_model: b\n",
+    );
+    assert_eq!(cfg.rag.slm, "b");
+}
