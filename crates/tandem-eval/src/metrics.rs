@@ -405,6 +405,102 @@ pub fn cpt(curve: &Curve, target_pgr: f64) -> Option<f64> {
     })
 }
 
+/// How sure an APGR is: a percentile bootstrap over the items (resampled with replacement,
+/// the router's curve and APGR recomputed on each resample, SLM-only and LLM-only quality
+/// included). On a few dozen items, or where the two models score almost alike, PGR divides
+/// by a small gap and APGR swings widely; this says how widely.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ApgrInterval {
+    /// 2.5th percentile of APGR over the resamples where it is defined.
+    #[serde(with = "opt_f64")]
+    pub lo: Option<f64>,
+    /// 97.5th percentile.
+    #[serde(with = "opt_f64")]
+    pub hi: Option<f64>,
+    /// Share of all resamples where APGR exceeds random routing's 0.5 (a resample where it
+    /// is undefined counts as not exceeding it).
+    pub beats_random: f64,
+    /// Number of resamples.
+    pub resamples: usize,
+    /// Resamples where APGR was undefined (SLM-only and LLM-only quality equal).
+    pub undefined: usize,
+}
+
+/// `Option<f64>` as a number or `null`, never NaN.
+mod opt_f64 {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &Option<f64>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(x) if x.is_finite() => s.serialize_f64(*x),
+            _ => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
+        Option::<f64>::deserialize(d)
+    }
+}
+
+/// SplitMix64: a small deterministic generator, so that a report is reproducible.
+fn splitmix64(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// The percentile bootstrap of the APGR of the router giving `scores` (see
+/// [`ApgrInterval`]), over `resamples` resamples drawn from `seed`.
+pub fn apgr_interval(
+    samples: &[Sample],
+    scores: &[f64],
+    kind: RouterKind,
+    resamples: usize,
+    seed: u64,
+) -> Result<ApgrInterval, EvalError> {
+    validate_scores(samples, scores)?;
+    validate_samples(samples)?;
+    if resamples == 0 {
+        return Err(EvalError::invalid("resamples", "must be at least 1"));
+    }
+    let n = samples.len();
+    let mut state = seed;
+    let mut values = Vec::with_capacity(resamples);
+    let (mut picked, mut picked_scores) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    for _ in 0..resamples {
+        picked.clear();
+        picked_scores.clear();
+        for _ in 0..n {
+            // n is far below 2^32: the modulo bias is negligible.
+            let i = (splitmix64(&mut state) % n as u64) as usize;
+            picked.push(samples[i].clone());
+            picked_scores.push(scores[i]);
+        }
+        if let Some(a) = apgr(&curve(&picked, &picked_scores, kind)?) {
+            values.push(a);
+        }
+    }
+    let undefined = resamples - values.len();
+    let beats_random = values.iter().filter(|&&a| a > 0.5).count() as f64 / resamples as f64;
+    values.sort_by(f64::total_cmp);
+    let at = |q: f64| -> Option<f64> {
+        let last = values.len().checked_sub(1)?;
+        let pos = q * last as f64;
+        let (i, frac) = (pos.floor() as usize, pos - pos.floor());
+        let next = values[(i + 1).min(last)];
+        Some(values[i] + frac * (next - values[i]))
+    };
+    Ok(ApgrInterval {
+        lo: at(0.025),
+        hi: at(0.975),
+        beats_random,
+        resamples,
+        undefined,
+    })
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -568,6 +664,38 @@ mod tests {
         assert_eq!(apgr(&random_curve(&s).unwrap()), None);
         assert_eq!(pgr(0.3, 0.5, 0.5), None);
         assert_eq!(pgr(0.75, 0.5, 1.0), Some(0.5));
+    }
+
+    /// Two items, a (both right) and c (only the LLM right), and a perfect router. A
+    /// resample of two draws {a,a} (¼: no gap, APGR undefined), {c,c} (¼: both items move
+    /// together, APGR 0.5) or a and c (½: APGR 0.75, as in the perfect-router test).
+    #[test]
+    fn apgr_interval_by_hand() {
+        let s = vec![sample("a", 1.0, 1.0), sample("c", 0.0, 1.0)];
+        let iv = apgr_interval(&s, &[0.1, 0.9], RouterKind::Route, 4000, 7).unwrap();
+        assert_eq!(iv.resamples, 4000);
+        let undefined = iv.undefined as f64 / 4000.0;
+        assert!((0.22..0.28).contains(&undefined), "{iv:?}");
+        assert!((0.47..0.53).contains(&iv.beats_random), "{iv:?}");
+        assert_eq!((iv.lo, iv.hi), (Some(0.5), Some(0.75)));
+        // Reproducible from the seed.
+        assert_eq!(
+            apgr_interval(&s, &[0.1, 0.9], RouterKind::Route, 4000, 7).unwrap(),
+            iv
+        );
+        // No gap anywhere: every resample is undefined, and nothing beats random.
+        let flat = vec![sample("a", 1.0, 1.0), sample("b", 0.0, 0.0)];
+        let iv = apgr_interval(&flat, &[0.1, 0.9], RouterKind::Route, 50, 1).unwrap();
+        assert_eq!(
+            (iv.lo, iv.hi, iv.undefined, iv.beats_random),
+            (None, None, 50, 0.0)
+        );
+        let json = serde_json::to_string(&iv).unwrap();
+        assert!(json.contains("\"lo\":null"), "{json}");
+        // Bad input.
+        assert!(apgr_interval(&s, &[0.1], RouterKind::Route, 10, 1).is_err());
+        assert!(apgr_interval(&s, &[0.1, 0.9], RouterKind::Route, 0, 1).is_err());
+        assert!(apgr_interval(&[], &[], RouterKind::Route, 10, 1).is_err());
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use serde::{Deserialize, Serialize};
 
 use crate::calibrate::{Calibration, Target, calibrate};
-use crate::metrics::{Curve, ModelSummary, Point, RouterKind, apgr, cpt};
+use crate::metrics::{ApgrInterval, Curve, ModelSummary, Point, RouterKind, apgr, cpt};
 
 /// The quality target of the "best point" column: keep ≥ 95% of the LLM-only quality.
 pub const KEEP_QUALITY: f64 = 0.95;
@@ -36,6 +36,9 @@ pub struct RouterResult {
     pub cpt80: Option<f64>,
     /// A dev-calibrated threshold applied here, if any.
     pub calibrated: Option<CalibratedResult>,
+    /// How sure the APGR is (a bootstrap over the items), when computed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub apgr_interval: Option<ApgrInterval>,
 }
 
 impl RouterResult {
@@ -49,6 +52,7 @@ impl RouterResult {
             cpt80: cpt(&curve, 0.8),
             curve,
             calibrated: None,
+            apgr_interval: None,
         }
     }
 }
@@ -145,7 +149,7 @@ pub fn markdown(r: &Report) -> String {
     }
     let _ = writeln!(
         s,
-        "\n| router | kind | APGR | CPT(50%) | CPT(80%) | ≥{:.0}% LLM quality: LLM share | quality | cost/request |\n|---|---|---:|---:|---:|---:|---:|---:|",
+        "\n| router | kind | APGR (95% CI) | APGR > random | CPT(50%) | CPT(80%) | ≥{:.0}% LLM quality: LLM share | quality | cost/request |\n|---|---|---:|---:|---:|---:|---:|---:|---:|",
         100.0 * KEEP_QUALITY
     );
     let random = RouterResult::new("random", RouterKind::Route, r.random.clone());
@@ -155,9 +159,19 @@ pub fn markdown(r: &Report) -> String {
             RouterKind::Route => "route",
             RouterKind::Cascade => "cascade",
         };
+        let (interval, beats) = match &router.apgr_interval {
+            Some(iv) => (
+                match (iv.lo, iv.hi) {
+                    (Some(lo), Some(hi)) => format!(" ({lo:.2}–{hi:.2})"),
+                    _ => " (undefined)".into(),
+                },
+                format!("{:.0}% of {}", 100.0 * iv.beats_random, iv.resamples),
+            ),
+            None => (String::new(), "—".into()),
+        };
         let _ = writeln!(
             s,
-            "| {} | {kind} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {kind} | {}{interval} | {beats} | {} | {} | {} | {} | {} |",
             md(&router.name),
             num(router.apgr),
             pct(router.cpt50),
@@ -518,6 +532,13 @@ mod tests {
             test: apply(cal.threshold, &s, &good, RouterKind::Route).unwrap(),
             calibration: cal,
         });
+        knn.apgr_interval = Some(ApgrInterval {
+            lo: Some(0.61),
+            hi: Some(2.5),
+            beats_random: 0.875,
+            resamples: 1000,
+            undefined: 40,
+        });
         let cascade = RouterResult::new(
             "cascade|logprob",
             RouterKind::Cascade,
@@ -562,17 +583,22 @@ mod tests {
             "{md}"
         );
         assert!(
-            md.contains("| random | route | 0.500 | 50.0% | 80.0% | 90.0% | 0.725 | $0.00180 |"),
+            md.contains(
+                "| random | route | 0.500 | — | 50.0% | 80.0% | 90.0% | 0.725 | $0.00180 |"
+            ),
             "{md}"
         );
         // Best point keeping ≥ 95% of 0.75 = 0.7125: share 25%, quality 0.75, 0.0005 $/req.
         assert!(
             md.contains(
-                "| kNN <e5> & \"co\" | route | 1.375 | 12.5% | 20.0% | 25.0% | 0.750 | $0.000500 |"
+                "| kNN <e5> & \"co\" | route | 1.375 (0.61–2.50) | 88% of 1000 | 12.5% | 20.0% | 25.0% | 0.750 | $0.000500 |"
             ),
             "{md}"
         );
-        assert!(md.contains("| cascade\\|logprob | cascade |"), "{md}");
+        assert!(
+            md.contains("| cascade\\|logprob | cascade | 1.125 | — |"),
+            "{md}"
+        );
         assert!(
             md.contains("| ≥95% LLM quality | 0.9000 | 25.0% | 25.0% | 0.750 | 100.0% |"),
             "{md}"
