@@ -19,6 +19,11 @@ use tandem_eval::metrics::{self, RouterKind, Sample};
 use tandem_eval::report::{self, CalibratedResult, Report, RouterResult};
 use tandem_server::AppState;
 
+/// Bootstrap resamples of each router's APGR interval, and their fixed seed (a report is
+/// reproducible).
+const APGR_RESAMPLES: usize = 1000;
+const APGR_SEED: u64 = 0x7a6e_6465_6d00_0001;
+
 /// Neighbours of the learned router trained by `eval route` and `router train`.
 pub const DEFAULT_K: usize = 10;
 
@@ -33,8 +38,11 @@ pub struct Judgement {
     pub judge: String,
     /// 1–10, `None` when the judge's reply had no rating.
     pub score: Option<f64>,
-    /// The judge's reply.
+    /// The judge's reply (with the follow-up's, if there was one).
     pub text: String,
+    /// The first reply had no rating and the judge was asked again for it.
+    #[serde(default)]
+    pub followed_up: bool,
 }
 
 fn judgement_key(id: &str, model: &str, key: &str, judge: &str) -> String {
@@ -55,7 +63,14 @@ fn quality(it: &Item, ans: &Answer, judged: Option<&Judgement>) -> Option<f64> {
     }
 }
 
-/// Asks the judge for every open-ended answer not judged yet.
+/// What the judge is told when its verdict has no `[[rating]]` (small judges often run on
+/// until `max_tokens` without one).
+pub const JUDGE_FOLLOW_UP: &str = "You did not give your rating. Reply with only the rating, \
+    strictly in this format: \"[[rating]]\", for example: \"Rating: [[5]]\".";
+
+/// Asks the judge for every open-ended answer not judged yet. A verdict without a rating
+/// gets one follow-up turn asking only for the rating (also for verdicts cached by an
+/// earlier run without one); the follow-up's reply is appended to the verdict's text.
 fn judge_all(
     state: &Arc<AppState>,
     rt: &tokio::runtime::Runtime,
@@ -65,7 +80,8 @@ fn judge_all(
     judge: &str,
     cache: &mut JsonlCache<Judgement>,
 ) -> Result<()> {
-    let todo: Vec<(&Item, &Answer)> = items
+    // (item, answer, the cached verdict without a rating, if any)
+    let todo: Vec<(&Item, &Answer, Option<String>)> = items
         .iter()
         .filter(|it| matches!(it.grader, Grader::Judge { .. }))
         .flat_map(|it| {
@@ -74,18 +90,22 @@ fn judge_all(
                 .filter_map(move |m| answers.get(&answer_key(&it.id, m, &item_key(it))))
                 .map(move |a| (it, a))
         })
-        .filter(|(it, a)| {
-            cache
-                .get(&judgement_key(&it.id, &a.model, &a.key, judge))
-                .is_none()
-        })
+        .filter_map(
+            |(it, a)| match cache.get(&judgement_key(&it.id, &a.model, &a.key, judge)) {
+                None => Some((it, a, None)),
+                Some(j) if j.score.is_none() && !j.followed_up => {
+                    Some((it, a, Some(j.text.clone())))
+                }
+                Some(_) => None,
+            },
+        )
         .collect();
     if todo.is_empty() {
         return Ok(());
     }
     let prompts = grade::load_judge_prompts(&judge_prompts_text()?)?;
     let mut requests = Vec::with_capacity(todo.len());
-    for (it, a) in todo {
+    for (it, a, earlier) in todo {
         let Grader::Judge { reference } = &it.grader else {
             continue;
         };
@@ -98,13 +118,7 @@ fn judge_all(
             .ok_or_else(|| anyhow!("the judge prompts have no `{name}`"))?;
         let (system, user) =
             grade::render_judge(prompt, &it.prompt, &a.text, reference.as_deref())?;
-        let body = serde_json::json!({
-            "model": judge,
-            "messages": [{"role": "system", "content": system}, {"role": "user", "content": user}],
-            "max_tokens": 320,
-            "temperature": 0,
-        });
-        requests.push((it, a, body));
+        requests.push((it, a, system, user, earlier));
     }
     // Verdicts are independent and their latency is not measured: keep every sequence slot
     // of the judge busy (a local engine batches them; one request alone leaves cores idle).
@@ -115,29 +129,55 @@ fn judge_all(
         .max(1);
     let pb = crate::evalroute::bar(requests.len(), "judgements");
     pb.set_message(format!("{slots} at a time"));
+    let verdict = |system: String, user: String, earlier: Option<String>| async move {
+        let mut messages = vec![
+            serde_json::json!({"role": "system", "content": system}),
+            serde_json::json!({"role": "user", "content": user}),
+        ];
+        let text = match earlier {
+            Some(t) => t,
+            None => {
+                let body = serde_json::json!({
+                    "model": judge, "messages": messages, "max_tokens": 320, "temperature": 0,
+                });
+                reply_text(chat_text(state, body).await?)
+            }
+        };
+        if let Some(score) = grade::parse_judge_score(&text) {
+            return Ok((Some(score), text, false));
+        }
+        messages.push(serde_json::json!({"role": "assistant", "content": text}));
+        messages.push(serde_json::json!({"role": "user", "content": JUDGE_FOLLOW_UP}));
+        let body = serde_json::json!({
+            "model": judge, "messages": messages, "max_tokens": 16, "temperature": 0,
+        });
+        let again = reply_text(chat_text(state, body).await?);
+        let score = grade::parse_judge_score(&again);
+        anyhow::Ok((
+            score,
+            format!("{text}\n\n[{JUDGE_FOLLOW_UP}]\n{again}"),
+            true,
+        ))
+    };
     rt.block_on(async {
         use futures::StreamExt;
-        let mut verdicts = futures::stream::iter(
-            requests
-                .into_iter()
-                .map(|(it, a, body)| async move { (it, a, chat_text(state, body).await) }),
-        )
-        .buffer_unordered(slots);
+        let mut verdicts =
+            futures::stream::iter(requests.into_iter().map(|(it, a, system, user, earlier)| {
+                let v = verdict(system, user, earlier);
+                async move { (it, a, v.await) }
+            }))
+            .buffer_unordered(slots);
         while let Some((it, a, reply)) = verdicts.next().await {
             match reply {
-                Ok((c, _)) => {
-                    let text = c
-                        .choices
-                        .first()
-                        .map(|ch| ch.message.content.clone())
-                        .unwrap_or_default();
+                Ok((score, text, followed_up)) => {
                     let j = Judgement {
                         id: it.id.clone(),
                         model: a.model.clone(),
                         key: a.key.clone(),
                         judge: judge.to_owned(),
-                        score: grade::parse_judge_score(&text),
+                        score,
                         text,
+                        followed_up,
                     };
                     cache.insert(judgement_key(&j.id, &j.model, &j.key, judge), j)?;
                 }
@@ -149,6 +189,13 @@ fn judge_all(
     })?;
     pb.finish_and_clear();
     Ok(())
+}
+
+fn reply_text((c, _): (tandem_types::openai::ChatCompletion, f64)) -> String {
+    c.choices
+        .first()
+        .map(|ch| ch.message.content.clone())
+        .unwrap_or_default()
 }
 
 /// One graded item: both answers with their quality, cost and latency.
@@ -207,13 +254,12 @@ fn graded<'a>(
     (out, missing)
 }
 
-/// "The SLM's answer was good enough": 1 when it is at least as good as the LLM's.
+/// "The SLM's answer was good enough", graded: 1 − the quality the LLM would have added
+/// (1 when the SLM's answer was at least as good). For right/wrong graders this is 1 or 0;
+/// for judged answers a one-point difference on the 10-point scale is 0.9, not 0: a weak
+/// judge's small differences must not outweigh the questions the SLM simply gets wrong.
 pub fn win_label(s: &Sample) -> f32 {
-    if s.slm_quality + 1e-9 >= s.llm_quality {
-        1.0
-    } else {
-        0.0
-    }
+    (1.0 - (s.llm_quality - s.slm_quality).clamp(0.0, 1.0)) as f32
 }
 
 /// The router's input: the classifier's embedding (int8 MiniLM) of the classifier's window
@@ -310,6 +356,13 @@ fn result(
     target: f64,
 ) -> Result<RouterResult> {
     let mut r = RouterResult::new(name, kind, metrics::curve(test, test_scores, kind)?);
+    r.apgr_interval = Some(metrics::apgr_interval(
+        test,
+        test_scores,
+        kind,
+        APGR_RESAMPLES,
+        APGR_SEED,
+    )?);
     if let Some((dev, dev_scores)) = dev.filter(|(d, _)| !d.is_empty()) {
         let s = metrics::summary(dev)?;
         let dev_curve = metrics::curve(dev, dev_scores, kind)?;
@@ -375,8 +428,28 @@ pub fn report(
         judge,
     );
     if missing > 0 {
+        // Items the judge would not rate even when asked again: a re-run does not ask again.
+        let unrated = items
+            .iter()
+            .filter(|it| {
+                [slm, llm].iter().any(|m| {
+                    judgements
+                        .get(&judgement_key(&it.id, m, &item_key(it), judge))
+                        .is_some_and(|j| j.score.is_none() && j.followed_up)
+                })
+            })
+            .count();
         eprintln!(
-            "{missing} items lack an answer or a verdict and are left out (re-run to complete them)"
+            "{missing} items lack an answer or a verdict and are left out (re-run to complete \
+             them){}",
+            if unrated > 0 {
+                format!(
+                    "; on {unrated} of them the judge gave no rating even when asked again (a \
+                     re-run does not ask again; delete their lines in judgements.jsonl to retry)"
+                )
+            } else {
+                String::new()
+            }
         );
     }
     let dev = split_of(&all, Split::Dev);
@@ -849,4 +922,40 @@ fn calibrate_cmd(a: CalibrateArgs) -> Result<()> {
         l.llm
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(slm: f64, llm: f64) -> Sample {
+        Sample {
+            id: "x".into(),
+            slm_quality: slm,
+            llm_quality: llm,
+            slm_cost: 0.0,
+            llm_cost: 0.0,
+            slm_latency_ms: 0.0,
+            llm_latency_ms: 0.0,
+            slm_score: 0.0,
+        }
+    }
+
+    #[test]
+    fn win_labels_are_one_minus_what_the_llm_adds() {
+        for (slm, llm, want) in [
+            // Right/wrong graders: as a binary "the SLM sufficed".
+            (1.0, 1.0, 1.0),
+            (0.0, 1.0, 0.0),
+            (1.0, 0.0, 1.0),
+            (0.0, 0.0, 1.0),
+            // Judge scores / 10: a one-point gap is a small loss, not a lost item.
+            (0.6, 0.7, 0.9),
+            (0.2, 0.9, 0.3),
+            (0.8, 0.5, 1.0),
+        ] {
+            let got = win_label(&sample(slm, llm));
+            assert!((got - want).abs() < 1e-6, "{slm} vs {llm}: {got}");
+        }
+    }
 }

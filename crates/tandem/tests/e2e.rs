@@ -590,7 +590,17 @@ policy:
     assert!(svg.starts_with("<svg") && svg.contains("random"), "{svg}");
     assert!(out.contains("| random |"), "{out}");
     let calls = stats(&up_ledger)["requests"].as_u64().unwrap();
-    assert_eq!(calls, 6 + 2, "6 answers and 2 verdicts from the LLM");
+    // A verdict without a rating cost one more request (the follow-up asking for it).
+    let follow_ups = std::fs::read_to_string(out_dir.join("judgements.jsonl"))
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains("\"followed_up\":true"))
+        .count() as u64;
+    assert_eq!(
+        calls,
+        6 + 2 + follow_ups,
+        "6 answers and 2 verdicts from the LLM"
+    );
 
     // A second run answers from the caches: nothing reaches either model.
     let (ok, out, err) = run(&args);
@@ -867,5 +877,147 @@ policy:
     assert!(
         !ok && err.contains("line 2") && err.contains("ledger_vectors needs"),
         "{err}"
+    );
+}
+
+/// A judge whose verdict has no `[[rating]]` is asked once more for the rating alone. The
+/// follow-up is cached with the verdict, so a re-run asks nothing, even where the judge
+/// still gave no rating. Both models are one scripted upstream (wiremock).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eval_route_asks_a_judge_without_a_rating_for_it() {
+    use wiremock::matchers::{body_string_contains, method, path};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    let up = MockServer::start().await;
+    let reply = |text: &str| {
+        ResponseTemplate::new(200).set_body_json(json!({
+            "id": "x", "object": "chat.completion", "created": 1, "model": "m",
+            "choices": [{"index": 0, "finish_reason": "stop",
+                         "message": {"role": "assistant", "content": text}}],
+            "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}
+        }))
+    };
+    let chat = || Mock::given(method("POST")).and(path("/v1/chat/completions"));
+    let follow_up = "You did not give your rating";
+    // The follow-up on the LLM's answer gets a rating; on the SLM's it does not.
+    chat()
+        .and(body_string_contains(follow_up))
+        .and(body_string_contains("deep blue"))
+        .respond_with(reply("Rating: [[7]]"))
+        .with_priority(1)
+        .mount(&up)
+        .await;
+    chat()
+        .and(body_string_contains(follow_up))
+        .respond_with(reply("It is hard to say."))
+        .with_priority(2)
+        .mount(&up)
+        .await;
+    chat()
+        .and(body_string_contains("impartial judge"))
+        .respond_with(reply(
+            "The answer is good. The answer is good. The answer is",
+        ))
+        .with_priority(3)
+        .mount(&up)
+        .await;
+    chat()
+        .and(body_string_contains("\"up-llm\""))
+        .respond_with(reply("The sea is deep blue."))
+        .with_priority(4)
+        .mount(&up)
+        .await;
+    chat()
+        .respond_with(reply("The sea is wide."))
+        .with_priority(5)
+        .mount(&up)
+        .await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let item = |id: &str, split: &str, prompt: &str| {
+        json!({"id": id, "source": "mtbench", "lang": "en", "split": split, "prompt": prompt,
+               "grader": {"kind": "judge"}, "max_tokens": 16})
+        .to_string()
+    };
+    let items = [
+        item("d1", "dev", "Describe the sea."),
+        item("d2", "dev", "Describe a lake."),
+        item("t1", "test", "Describe a river."),
+        item("t2", "test", "Describe the rain."),
+    ];
+    let dataset = dir.path().join("d.jsonl");
+    std::fs::write(&dataset, items.join("\n")).unwrap();
+    let cfg = dir.path().join("tandem.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "models:\n  - name: slm\n    provider: openai\n    base_url: {u}/v1\n    model: up-slm\n  \
+             - name: llm\n    provider: openai\n    base_url: {u}/v1\n    model: up-llm\n  \
+             - name: minilm-l6\n    local: minilm-l6\n\
+             policy:\n  classifier: {{embedding_model: minilm-l6}}\n",
+            u = up.uri()
+        ),
+    )
+    .unwrap();
+    let out_dir = dir.path().join("route");
+    let args: Vec<String> = [
+        "eval",
+        "route",
+        "--dataset",
+        dataset.to_str().unwrap(),
+        "--config",
+        cfg.to_str().unwrap(),
+        "--out",
+        out_dir.to_str().unwrap(),
+        // A scripted SLM cannot be the policy's local model: name both models.
+        "--slm",
+        "slm",
+        "--llm",
+        "llm",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let run = move || {
+        let args = args.clone();
+        tokio::task::spawn_blocking(move || {
+            let a: Vec<&str> = args.iter().map(String::as_str).collect();
+            cli(&a, &[])
+        })
+    };
+    let (ok, out, err) = run().await.unwrap();
+    // The SLM's answers have no rating, so no item is graded: said, with why.
+    assert!(!ok, "{out}{err}");
+    assert!(
+        err.contains("4 items lack an answer or a verdict")
+            && err.contains("on 4 of them the judge gave no rating even when asked again")
+            && err.contains("no item has both answers graded"),
+        "{err}"
+    );
+    // 8 answers, 8 verdicts without a rating, 8 follow-ups.
+    let requests = up.received_requests().await.unwrap().len();
+    assert_eq!(requests, 24, "{out}{err}");
+    let verdicts: Vec<Value> = std::fs::read_to_string(out_dir.join("judgements.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(verdicts.len(), 8);
+    for v in &verdicts {
+        assert_eq!(v["followed_up"], true, "{v}");
+        let want = if v["model"] == "llm" {
+            json!(7.0)
+        } else {
+            Value::Null
+        };
+        assert_eq!(v["score"], want, "{v}");
+        assert!(v["text"].as_str().unwrap().contains(follow_up), "{v}");
+    }
+    // Nothing is asked again: not the answers, not the verdicts, not the follow-ups.
+    let (ok, out, err) = run().await.unwrap();
+    assert!(!ok && err.contains("0 to generate"), "{out}{err}");
+    assert_eq!(
+        up.received_requests().await.unwrap().len(),
+        requests,
+        "{out}{err}"
     );
 }
