@@ -76,21 +76,95 @@ impl EngineConfig {
     }
 }
 
-/// Cores not busy right now: the CPU count minus the 1-minute load average (rounded), at
+/// Cores not busy right now: the CPU count minus the cores other processes keep busy, at
 /// least 1. llama.cpp's threads spin, so oversubscribing a loaded machine collapses speed.
+///
+/// "Busy" is measured over [`BUSY_SAMPLE`] from `/proc/stat`, minus this process's own CPU
+/// time: the 1-minute load average, used before, still counts a build that has just
+/// finished, so `make run` (build, then serve) served on one thread of two. Where
+/// `/proc` is missing, the load average, else all cores.
 pub fn free_cores() -> usize {
     let n = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);
-    let load = std::fs::read_to_string("/proc/loadavg")
-        .ok()
-        .and_then(|s| {
-            s.split_whitespace()
-                .next()
-                .and_then(|x| x.parse::<f64>().ok())
-        })
+    let busy = busy_cores(BUSY_SAMPLE)
+        .or_else(load_average)
         .unwrap_or(0.0);
-    n.saturating_sub(load.round() as usize).clamp(1, n)
+    free_of(n, busy)
+}
+
+/// How long [`free_cores`] watches the machine.
+pub const BUSY_SAMPLE: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// `n` cores minus `busy` (rounded), within 1..=n.
+pub fn free_of(n: usize, busy: f64) -> usize {
+    let busy = if busy.is_finite() { busy.max(0.0) } else { 0.0 };
+    n.saturating_sub(busy.round() as usize).clamp(1, n.max(1))
+}
+
+fn load_average() -> Option<f64> {
+    let s = std::fs::read_to_string("/proc/loadavg").ok()?;
+    s.split_whitespace().next()?.parse::<f64>().ok()
+}
+
+/// (busy, total) clock ticks of all CPUs and the number of CPUs, from `/proc/stat`.
+fn cpu_ticks() -> Option<(u64, u64, usize)> {
+    let s = std::fs::read_to_string("/proc/stat").ok()?;
+    parse_cpu_ticks(&s)
+}
+
+/// Parses `/proc/stat`: the `cpu` line's user, nice, system, idle, iowait, irq, softirq and
+/// steal ticks (guest time is already in user), and the count of `cpuN` lines.
+pub fn parse_cpu_ticks(stat: &str) -> Option<(u64, u64, usize)> {
+    let mut lines = stat.lines();
+    let first = lines.next()?;
+    let mut fields = first.split_whitespace();
+    if fields.next()? != "cpu" {
+        return None;
+    }
+    let v: Vec<u64> = fields.take(8).map(|x| x.parse().ok()).collect::<Option<_>>()?;
+    if v.len() < 5 {
+        return None;
+    }
+    let total: u64 = v.iter().sum();
+    let idle = v[3] + v[4];
+    let cpus = lines
+        .take_while(|l| l.starts_with("cpu"))
+        .filter(|l| l.as_bytes().get(3).is_some_and(u8::is_ascii_digit))
+        .count();
+    Some((total - idle, total, cpus.max(1)))
+}
+
+/// User + system clock ticks of this process (`/proc/self/stat` fields 14 and 15).
+fn own_ticks() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/self/stat").ok()?;
+    parse_own_ticks(&s)
+}
+
+/// Parses `/proc/<pid>/stat` (the command name may hold spaces and parentheses: fields are
+/// counted after its last `)`).
+pub fn parse_own_ticks(stat: &str) -> Option<u64> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // After ")": state is field 3, so utime (14) and stime (15) are at 11 and 12.
+    let utime: u64 = f.get(11)?.parse().ok()?;
+    let stime: u64 = f.get(12)?.parse().ok()?;
+    Some(utime + stime)
+}
+
+/// Cores kept busy by other processes over `window`.
+fn busy_cores(window: std::time::Duration) -> Option<f64> {
+    let (b0, t0, cpus) = cpu_ticks()?;
+    let o0 = own_ticks().unwrap_or(0);
+    std::thread::sleep(window);
+    let (b1, t1, _) = cpu_ticks()?;
+    let o1 = own_ticks().unwrap_or(o0);
+    let total = t1.checked_sub(t0)?;
+    if total == 0 {
+        return None;
+    }
+    let others = b1.saturating_sub(b0).saturating_sub(o1.saturating_sub(o0));
+    Some(others as f64 / total as f64 * cpus as f64)
 }
 
 /// Facts about a loaded model.
@@ -535,5 +609,55 @@ impl Engine {
             return Err(EngineError::Stopped(info.name.clone()));
         }
         Ok(rx)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proc_stat_ticks() {
+        let stat = "cpu  100 5 50 800 20 3 2 0 7 0\ncpu0 50 2 25 400 10 1 1 0 0 0\n\
+                    cpu1 50 3 25 400 10 2 1 0 0 0\nintr 12345\nctxt 99\n";
+        // busy = user 100 + nice 5 + system 50 + irq 3 + softirq 2 + steal 0 = 160;
+        // total = that + idle 800 + iowait 20 = 980; guest (7) is inside user already.
+        assert_eq!(parse_cpu_ticks(stat), Some((160, 980, 2)));
+        assert_eq!(parse_cpu_ticks("cpu  1 2 3\n"), None);
+        assert_eq!(parse_cpu_ticks("intr 1\n"), None);
+        assert_eq!(parse_cpu_ticks("cpu  a b c d e\n"), None);
+        assert_eq!(parse_cpu_ticks(""), None);
+        // The real file parses where there is one.
+        if let Ok(real) = std::fs::read_to_string("/proc/stat") {
+            let (busy, total, cpus) = parse_cpu_ticks(&real).unwrap();
+            assert!(busy <= total && cpus >= 1);
+        }
+    }
+
+    #[test]
+    fn own_ticks_after_the_command_name() {
+        // A command name with spaces and a parenthesis; utime 1234, stime 56.
+        let stat = "4242 (tandem (x) y) S 1 4242 4242 0 -1 4194304 100 0 0 0 1234 56 0 0 20 0 3";
+        assert_eq!(parse_own_ticks(stat), Some(1290));
+        assert_eq!(parse_own_ticks("4242 (tandem) S 1 2"), None);
+        assert_eq!(parse_own_ticks("no parenthesis"), None);
+        if let Ok(real) = std::fs::read_to_string("/proc/self/stat") {
+            assert!(parse_own_ticks(&real).is_some());
+        }
+    }
+
+    #[test]
+    fn free_cores_are_within_the_machine() {
+        assert_eq!(free_of(2, 0.0), 2);
+        assert_eq!(free_of(2, 0.4), 2);
+        assert_eq!(free_of(2, 0.6), 1);
+        assert_eq!(free_of(2, 5.0), 1);
+        assert_eq!(free_of(8, 2.5), 5); // rounds half away from zero
+        assert_eq!(free_of(4, f64::NAN), 4);
+        assert_eq!(free_of(4, -1.0), 4);
+        assert_eq!(free_of(0, 0.0), 1);
+        let n = std::thread::available_parallelism().map_or(1, |n| n.get());
+        assert!((1..=n).contains(&free_cores()));
     }
 }
