@@ -87,9 +87,7 @@ pub fn free_cores() -> usize {
     let n = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);
-    let busy = busy_cores(BUSY_SAMPLE)
-        .or_else(load_average)
-        .unwrap_or(0.0);
+    let busy = busy_cores(BUSY_SAMPLE).or_else(load_average).unwrap_or(0.0);
     free_of(n, busy)
 }
 
@@ -122,7 +120,10 @@ pub fn parse_cpu_ticks(stat: &str) -> Option<(u64, u64, usize)> {
     if fields.next()? != "cpu" {
         return None;
     }
-    let v: Vec<u64> = fields.take(8).map(|x| x.parse().ok()).collect::<Option<_>>()?;
+    let v: Vec<u64> = fields
+        .take(8)
+        .map(|x| x.parse().ok())
+        .collect::<Option<_>>()?;
     if v.len() < 5 {
         return None;
     }
