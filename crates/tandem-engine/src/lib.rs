@@ -92,10 +92,10 @@ pub fn free_cores() -> usize {
 }
 
 /// How long [`free_cores`] watches the machine.
-pub const BUSY_SAMPLE: std::time::Duration = std::time::Duration::from_millis(200);
+const BUSY_SAMPLE: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// `n` cores minus `busy` (rounded), within 1..=n.
-pub fn free_of(n: usize, busy: f64) -> usize {
+fn free_of(n: usize, busy: f64) -> usize {
     let busy = if busy.is_finite() { busy.max(0.0) } else { 0.0 };
     n.saturating_sub(busy.round() as usize).clamp(1, n.max(1))
 }
@@ -113,7 +113,7 @@ fn cpu_ticks() -> Option<(u64, u64, usize)> {
 
 /// Parses `/proc/stat`: the `cpu` line's user, nice, system, idle, iowait, irq, softirq and
 /// steal ticks (guest time is already in user), and the count of `cpuN` lines.
-pub fn parse_cpu_ticks(stat: &str) -> Option<(u64, u64, usize)> {
+fn parse_cpu_ticks(stat: &str) -> Option<(u64, u64, usize)> {
     let mut lines = stat.lines();
     let first = lines.next()?;
     let mut fields = first.split_whitespace();
@@ -144,7 +144,7 @@ fn own_ticks() -> Option<u64> {
 
 /// Parses `/proc/<pid>/stat` (the command name may hold spaces and parentheses: fields are
 /// counted after its last `)`).
-pub fn parse_own_ticks(stat: &str) -> Option<u64> {
+fn parse_own_ticks(stat: &str) -> Option<u64> {
     let rest = &stat[stat.rfind(')')? + 1..];
     let f: Vec<&str> = rest.split_whitespace().collect();
     // After ")": state is field 3, so utime (14) and stime (15) are at 11 and 12.

@@ -411,11 +411,10 @@ pub fn cpt(curve: &Curve, target_pgr: f64) -> Option<f64> {
 /// by a small gap and APGR swings widely; this says how widely.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ApgrInterval {
-    /// 2.5th percentile of APGR over the resamples where it is defined.
-    #[serde(with = "opt_f64")]
+    /// 2.5th percentile of APGR over the resamples where it is defined (APGR is finite
+    /// whenever defined).
     pub lo: Option<f64>,
     /// 97.5th percentile.
-    #[serde(with = "opt_f64")]
     pub hi: Option<f64>,
     /// Share of all resamples where APGR exceeds random routing's 0.5 (a resample where it
     /// is undefined counts as not exceeding it).
@@ -424,22 +423,6 @@ pub struct ApgrInterval {
     pub resamples: usize,
     /// Resamples where APGR was undefined (SLM-only and LLM-only quality equal).
     pub undefined: usize,
-}
-
-/// `Option<f64>` as a number or `null`, never NaN.
-mod opt_f64 {
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(v: &Option<f64>, s: S) -> Result<S::Ok, S::Error> {
-        match v {
-            Some(x) if x.is_finite() => s.serialize_f64(*x),
-            _ => s.serialize_none(),
-        }
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
-        Option::<f64>::deserialize(d)
-    }
 }
 
 /// SplitMix64: a small deterministic generator, so that a report is reproducible.

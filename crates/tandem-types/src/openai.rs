@@ -1040,6 +1040,16 @@ pub struct ChatCompletion {
     pub tandem: Option<Value>,
 }
 
+impl ChatCompletion {
+    /// The first choice's text (empty when there is no choice).
+    pub fn text(&self) -> String {
+        self.choices
+            .first()
+            .map(|ch| ch.message.content.clone())
+            .unwrap_or_default()
+    }
+}
+
 /// Delta of a streamed chat chunk.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct ChunkDelta {

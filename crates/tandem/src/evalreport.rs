@@ -140,7 +140,7 @@ fn judge_all(
                 let body = serde_json::json!({
                     "model": judge, "messages": messages, "max_tokens": 320, "temperature": 0,
                 });
-                reply_text(chat_text(state, body).await?)
+                chat_text(state, body).await?.0.text()
             }
         };
         if let Some(score) = grade::parse_judge_score(&text) {
@@ -151,7 +151,7 @@ fn judge_all(
         let body = serde_json::json!({
             "model": judge, "messages": messages, "max_tokens": 16, "temperature": 0,
         });
-        let again = reply_text(chat_text(state, body).await?);
+        let again = chat_text(state, body).await?.0.text();
         let score = grade::parse_judge_score(&again);
         anyhow::Ok((
             score,
@@ -189,13 +189,6 @@ fn judge_all(
     })?;
     pb.finish_and_clear();
     Ok(())
-}
-
-fn reply_text((c, _): (tandem_types::openai::ChatCompletion, f64)) -> String {
-    c.choices
-        .first()
-        .map(|ch| ch.message.content.clone())
-        .unwrap_or_default()
 }
 
 /// One graded item: both answers with their quality, cost and latency.

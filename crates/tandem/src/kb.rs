@@ -522,11 +522,7 @@ async fn ask_one(
                 o.error = Some("unexpected stream".into());
                 return o;
             };
-            let answer = c
-                .choices
-                .first()
-                .map(|ch| ch.message.content.clone())
-                .unwrap_or_default();
+            let answer = c.text();
             let t = c.tandem.clone().unwrap_or_default();
             let cited: Vec<String> = t["citations"]
                 .as_array()
