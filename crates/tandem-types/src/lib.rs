@@ -5,10 +5,12 @@
 //! * [`openai`] — request and response bodies of the OpenAI-compatible API, with the
 //!   validation rules clients depend on (unknown parameters are named in a 400, ranges are
 //!   checked, `stop` may be a string or a list, …).
+//! * [`tools`] — function tools, tool choice, tool calls and structured-output formats.
 //!
 //! This crate does no I/O and has no heavy dependencies, so every other crate can use it.
 
 pub mod error;
 pub mod openai;
+pub mod tools;
 
 pub use error::{ApiError, ErrorBody, ErrorKind};

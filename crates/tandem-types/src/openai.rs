@@ -6,6 +6,10 @@
 //! the server is configured to drop them).
 
 use crate::error::ApiError;
+use crate::tools::{
+    ResponseFormat, Tool, ToolCall, ToolCallDelta, ToolChoice, parse_message_tool_calls,
+    parse_response_format, parse_tool_choice, parse_tools,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -59,7 +63,7 @@ impl Default for SamplingParams {
 }
 
 /// A chat message after validation; content parts are flattened into text.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct ChatMessage {
     /// `system`, `developer`, `user`, `assistant` or `tool`.
     pub role: String,
@@ -68,6 +72,23 @@ pub struct ChatMessage {
     /// Optional participant name.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// Calls an assistant message made (history of a tool-using conversation).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tool_calls: Vec<ToolCall>,
+    /// The call a `tool` message answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_call_id: Option<String>,
+}
+
+impl ChatMessage {
+    /// A plain text message.
+    pub fn new(role: impl Into<String>, content: impl Into<String>) -> Self {
+        ChatMessage {
+            role: role.into(),
+            content: content.into(),
+            ..ChatMessage::default()
+        }
+    }
 }
 
 /// A validated `POST /v1/chat/completions` body.
@@ -91,8 +112,43 @@ pub struct ChatRequest {
     pub logprobs: bool,
     /// Alternatives per position when `logprobs` is set.
     pub top_logprobs: u32,
+    /// Functions the model may call.
+    pub tools: Vec<Tool>,
+    /// Whether and which tool to call (`None` when there are no tools).
+    pub tool_choice: ToolChoice,
+    /// May the model make several calls in one turn (default true).
+    pub parallel_tool_calls: bool,
+    /// Free text, any JSON object, or JSON following a schema.
+    pub response_format: ResponseFormat,
     /// Fields Tandem defines beyond OpenAI's (the `tandem` object), passed through untouched.
     pub extensions: Map<String, Value>,
+}
+
+impl ChatRequest {
+    /// A request for `messages` to `model` with every other field at its default.
+    pub fn new(model: impl Into<String>, messages: Vec<ChatMessage>) -> Self {
+        ChatRequest {
+            model: model.into(),
+            messages,
+            sampling: SamplingParams::default(),
+            max_tokens: None,
+            n: 1,
+            stream: false,
+            include_usage: false,
+            logprobs: false,
+            top_logprobs: 0,
+            tools: Vec::new(),
+            tool_choice: ToolChoice::None,
+            parallel_tool_calls: true,
+            response_format: ResponseFormat::Text,
+            extensions: Map::new(),
+        }
+    }
+
+    /// True when the answer may or must be a tool call.
+    pub fn wants_tools(&self) -> bool {
+        !self.tools.is_empty() && self.tool_choice != ToolChoice::None
+    }
 }
 
 /// The `prompt` of a legacy completion request.
@@ -486,8 +542,6 @@ fn get_include_usage(obj: &Map<String, Value>, stream: bool) -> Result<bool, Api
 /// Parameters that exist in OpenAI's API but that Tandem does not implement: rejected with a
 /// clear message naming them (never silently ignored, since they change the output).
 const CHAT_UNSUPPORTED: &[&str] = &[
-    "tools",
-    "tool_choice",
     "functions",
     "function_call",
     "audio",
@@ -523,20 +577,10 @@ const CHAT_KNOWN: &[&str] = &[
     "store",
     "service_tier",
     "parallel_tool_calls",
+    "tools",
+    "tool_choice",
     "tandem",
 ];
-
-fn check_response_format(obj: &Map<String, Value>) -> Result<(), ApiError> {
-    match present(obj, "response_format") {
-        None => Ok(()),
-        Some(Value::Object(rf)) if rf.get("type") == Some(&Value::String("text".into())) => Ok(()),
-        Some(_) => Err(ApiError::invalid(
-            "response_format",
-            "Only response_format {\"type\": \"text\"} is supported by this server.",
-        )
-        .with_code("unsupported_parameter")),
-    }
-}
 
 fn parse_content(idx: usize, v: Option<&Value>) -> Result<String, ApiError> {
     let param = format!("messages[{idx}].content");
@@ -637,10 +681,29 @@ fn parse_messages(obj: &Map<String, Value>) -> Result<Vec<ChatMessage>, ApiError
                 ),
             ));
         }
-        if m.contains_key("tool_calls") && !m["tool_calls"].is_null() {
+        let tool_calls = parse_message_tool_calls(i, m.get("tool_calls"))?;
+        if !tool_calls.is_empty() && role != "assistant" {
             return Err(ApiError::invalid(
                 format!("messages[{i}].tool_calls"),
-                "Tool calls are not supported by this server.",
+                "Only assistant messages carry 'tool_calls'.",
+            ));
+        }
+        let tool_call_id = match m.get("tool_call_id") {
+            Some(Value::String(id)) => Some(id.clone()),
+            None | Some(Value::Null) => None,
+            Some(_) => {
+                return Err(ApiError::invalid(
+                    format!("messages[{i}].tool_call_id"),
+                    "'tool_call_id' must be a string.",
+                ));
+            }
+        };
+        if role == "tool" && tool_call_id.is_none() {
+            return Err(ApiError::invalid(
+                format!("messages[{i}].tool_call_id"),
+                format!(
+                    "Missing required parameter: 'messages[{i}].tool_call_id' (a tool message answers a call)."
+                ),
             ));
         }
         let content = parse_content(i, m.get("content"))?;
@@ -658,9 +721,14 @@ fn parse_messages(obj: &Map<String, Value>) -> Result<Vec<ChatMessage>, ApiError
             role,
             content,
             name,
+            tool_calls,
+            tool_call_id,
         });
     }
-    if out.iter().all(|m| m.content.trim().is_empty()) {
+    if out
+        .iter()
+        .all(|m| m.content.trim().is_empty() && m.tool_calls.is_empty())
+    {
         return Err(ApiError::invalid(
             "messages",
             "All messages are empty: there is nothing to answer.",
@@ -690,7 +758,10 @@ pub fn chat_request_from_object(
         }
     }
     check_unknown(&obj, &[CHAT_KNOWN, CHAT_UNSUPPORTED].concat(), drop_unknown)?;
-    check_response_format(&obj)?;
+    let response_format = parse_response_format(present(&obj, "response_format"))?;
+    let tools = parse_tools(present(&obj, "tools"))?;
+    let tool_choice = parse_tool_choice(present(&obj, "tool_choice"), &tools)?;
+    let parallel_tool_calls = get_bool(&obj, "parallel_tool_calls")?.unwrap_or(true);
     let model = get_model(&obj)?;
     let messages = parse_messages(&obj)?;
     let stream = get_bool(&obj, "stream")?.unwrap_or(false);
@@ -718,6 +789,10 @@ pub fn chat_request_from_object(
         top_logprobs: top_logprobs.unwrap_or(0),
         model,
         messages,
+        tools,
+        tool_choice,
+        parallel_tool_calls,
+        response_format,
         extensions,
     })
 }
@@ -997,12 +1072,43 @@ pub struct ChoiceLogprobs {
 }
 
 /// An assistant message in a response.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
 pub struct ResponseMessage {
     /// Always `assistant`.
     pub role: String,
-    /// Generated text.
+    /// Generated text; `null` on the wire when the message is only tool calls.
+    #[serde(
+        serialize_with = "content_or_null",
+        deserialize_with = "null_as_empty",
+        default
+    )]
     pub content: String,
+    /// Function calls the model made.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tool_calls: Vec<ToolCall>,
+}
+
+impl ResponseMessage {
+    /// An assistant text answer.
+    pub fn text(content: impl Into<String>) -> Self {
+        ResponseMessage {
+            role: "assistant".into(),
+            content: content.into(),
+            tool_calls: Vec::new(),
+        }
+    }
+}
+
+fn null_as_empty<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    Ok(Option::<String>::deserialize(d)?.unwrap_or_default())
+}
+
+fn content_or_null<S: serde::Serializer>(c: &str, s: S) -> Result<S::Ok, S::Error> {
+    if c.is_empty() {
+        s.serialize_none()
+    } else {
+        s.serialize_str(c)
+    }
 }
 
 /// One choice of a chat completion.
@@ -1059,6 +1165,9 @@ pub struct ChunkDelta {
     /// New text.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub content: Option<String>,
+    /// Tool-call fragments.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_calls: Option<Vec<ToolCallDelta>>,
 }
 
 /// One choice of a streamed chunk.
@@ -1338,8 +1447,24 @@ mod tests {
                 Some("frobnicate"),
             ),
             (
-                r#"{"model":"m","messages":[{"role":"user","content":"x"}],"response_format":{"type":"json_object"}}"#,
-                Some("response_format"),
+                r#"{"model":"m","messages":[{"role":"user","content":"x"}],"response_format":{"type":"xml"}}"#,
+                Some("response_format.type"),
+            ),
+            (
+                r#"{"model":"m","messages":[{"role":"user","content":"x"}],"tool_choice":"auto"}"#,
+                Some("tool_choice"),
+            ),
+            (
+                r#"{"model":"m","messages":[{"role":"tool","content":"x"}]}"#,
+                Some("messages[0].tool_call_id"),
+            ),
+            (
+                r#"{"model":"m","messages":[{"role":"user","content":"x","tool_calls":[{"id":"c","function":{"name":"f"}}]}]}"#,
+                Some("messages[0].tool_calls"),
+            ),
+            (
+                r#"{"model":"m","messages":[{"role":"user","content":"x"}],"parallel_tool_calls":"no"}"#,
+                Some("parallel_tool_calls"),
             ),
             (
                 r#"{"model":"m","messages":[{"role":"user","content":"x"}],"logit_bias":{"abc":1}}"#,
