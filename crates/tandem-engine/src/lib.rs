@@ -14,9 +14,12 @@
 //! tokens so a follow-up request with the same prefix (a multi-turn chat) only processes the
 //! new part.
 
+pub mod constrain;
 mod detok;
+mod pyjson;
 pub mod sampler;
 pub mod template;
+pub mod toolcall;
 mod worker;
 
 use llama_cpp_2::llama_backend::LlamaBackend;
@@ -29,6 +32,7 @@ use tandem_types::ApiError;
 use tandem_types::openai::{ChatMessage, SamplingParams};
 use tokio::sync::mpsc;
 
+pub use constrain::{Constraint, GrammarSpec, Trigger};
 pub use detok::TextAssembler;
 pub use template::ChatTemplate;
 
@@ -242,6 +246,9 @@ pub enum EngineError {
     /// The chat template failed to render.
     #[error("the model's chat template failed: {0}")]
     Template(String),
+    /// A grammar (JSON schema, tool schema) cannot be compiled or enforced.
+    #[error("{0}")]
+    Grammar(String),
     /// The engine thread has stopped.
     #[error("the engine for {0} is not running")]
     Stopped(String),
@@ -260,6 +267,7 @@ impl From<EngineError> for ApiError {
             EngineError::InvalidToken { .. } => ApiError::invalid("prompt", e.to_string()),
             EngineError::EmptyPrompt => ApiError::invalid("prompt", e.to_string()),
             EngineError::Template(_) => ApiError::invalid("messages", e.to_string()),
+            EngineError::Grammar(_) => ApiError::invalid("response_format", e.to_string()),
             EngineError::Stopped(_) => ApiError::unavailable(e.to_string(), 5),
             EngineError::Load { .. } | EngineError::Decode(_) => ApiError::internal(e.to_string()),
         }
@@ -333,6 +341,10 @@ pub struct DoneInfo {
     pub prompt_secs: f64,
     /// Seconds from the first token to the end.
     pub gen_secs: f64,
+    /// Tokens sampled under an active grammar.
+    pub constrained_steps: u64,
+    /// Seconds spent computing grammar masks.
+    pub mask_secs: f64,
 }
 
 /// A generation request.
@@ -346,6 +358,8 @@ pub struct GenerateRequest {
     pub max_tokens: Option<u32>,
     /// `Some(k)`: report the sampled token's logprob and `k` alternatives.
     pub logprobs: Option<u32>,
+    /// Grammar the output must follow (from [`Engine::compile_grammar`]).
+    pub constraint: Option<Constraint>,
 }
 
 /// Receiver of a generation's events; dropping it cancels the generation.
@@ -373,6 +387,7 @@ struct Inner {
     running: Arc<AtomicUsize>,
     max_queue: usize,
     next_id: std::sync::atomic::AtomicU64,
+    grammar: std::sync::OnceLock<Result<constrain::GrammarCompiler, String>>,
 }
 
 /// Handle to a loaded model; clone freely.
@@ -487,6 +502,7 @@ impl Engine {
                 running,
                 max_queue: cfg.max_queue,
                 next_id: std::sync::atomic::AtomicU64::new(1),
+                grammar: std::sync::OnceLock::new(),
             }),
         })
     }
@@ -559,9 +575,60 @@ impl Engine {
 
     /// Render and tokenize a conversation.
     pub fn chat_prompt(&self, messages: &[ChatMessage]) -> Result<Vec<i32>, EngineError> {
-        let text = self.render_chat(messages)?;
+        self.chat_prompt_with_tools(messages, &[])
+    }
+
+    /// Render (offering `tools`) and tokenize a conversation.
+    pub fn chat_prompt_with_tools(
+        &self,
+        messages: &[ChatMessage],
+        tools: &[tandem_types::tools::Tool],
+    ) -> Result<Vec<i32>, EngineError> {
+        let t = self
+            .inner
+            .template
+            .as_ref()
+            .ok_or_else(|| EngineError::Template("the model has no chat template".into()))?;
+        let text = t
+            .render_with_tools(messages, tools, true)
+            .map_err(|e| EngineError::Template(e.to_string()))?;
         let has_bos = !self.inner.bos_text.is_empty() && text.starts_with(&self.inner.bos_text);
         Ok(self.tokenize(&text, !has_bos))
+    }
+
+    /// Compile a grammar for this model's vocabulary (the token trie is built on first use,
+    /// a few hundred milliseconds for a 150k vocabulary). `lazy_trigger`: leave generation
+    /// free until this text has been generated. The error names what cannot be enforced.
+    pub fn compile_grammar(
+        &self,
+        spec: &GrammarSpec,
+        lazy_trigger: Option<&str>,
+    ) -> Result<Constraint, EngineError> {
+        self.compiler()?
+            .compile(spec, lazy_trigger)
+            .map_err(EngineError::Grammar)
+    }
+
+    /// Compile lazy grammars, each activated by its own trigger (the first seen wins).
+    pub fn compile_lazy(
+        &self,
+        triggers: &[(Trigger, GrammarSpec)],
+    ) -> Result<Constraint, EngineError> {
+        self.compiler()?
+            .compile_lazy(triggers)
+            .map_err(EngineError::Grammar)
+    }
+
+    fn compiler(&self) -> Result<&constrain::GrammarCompiler, EngineError> {
+        self.inner
+            .grammar
+            .get_or_init(|| {
+                let env =
+                    llama_cpp_2::sampling::LlamaSampler::llguidance_tok_env(&self.inner.model);
+                constrain::GrammarCompiler::new(&env)
+            })
+            .as_ref()
+            .map_err(|e| EngineError::Grammar(format!("cannot build the token trie: {e}")))
     }
 
     /// Start a generation. Errors immediately for prompts that cannot fit, bad token ids and
@@ -602,6 +669,7 @@ impl Engine {
             sampling: req.sampling,
             budget,
             logprobs: req.logprobs,
+            constraint: req.constraint,
             tx,
             enqueued: std::time::Instant::now(),
         };

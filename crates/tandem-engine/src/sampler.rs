@@ -2,6 +2,7 @@
 //! frequency/presence penalties, llama.cpp-style repeat penalty, logit bias, and
 //! log-probabilities of the model's own distribution (before any sampling transform).
 
+use crate::constrain::Constraint;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::collections::HashMap;
@@ -21,6 +22,8 @@ pub struct Sampled {
     pub logprob: Option<f32>,
     /// Most likely alternatives `(token, logprob)` (when asked for).
     pub top: Vec<(i32, f32)>,
+    /// The grammar failed (no token allowed, parser error): generation must end.
+    pub grammar_error: Option<String>,
 }
 
 /// Per-sequence sampler state.
@@ -32,6 +35,7 @@ pub struct Sampler {
     recent: std::collections::VecDeque<i32>,
     work: Vec<f32>,
     idx: Vec<u32>,
+    constraint: Option<Constraint>,
 }
 
 impl Sampler {
@@ -44,7 +48,19 @@ impl Sampler {
             recent: std::collections::VecDeque::with_capacity(REPEAT_WINDOW),
             work: Vec::new(),
             idx: Vec::new(),
+            constraint: None,
         }
+    }
+
+    /// Sample only tokens `constraint` allows.
+    pub fn with_constraint(mut self, constraint: Option<Constraint>) -> Self {
+        self.constraint = constraint;
+        self
+    }
+
+    /// The grammar state, if any.
+    pub fn constraint(&self) -> Option<&Constraint> {
+        self.constraint.as_ref()
     }
 
     fn needs_transform(&self) -> bool {
@@ -56,8 +72,17 @@ impl Sampler {
                     || p.repeat_penalty != 1.0))
     }
 
-    /// Record a generated token (for penalties).
-    pub fn accept(&mut self, token: i32) {
+    /// Record a generated token (for penalties and the grammar). Errors when the grammar
+    /// rejects it.
+    pub fn accept(&mut self, token: i32) -> Result<(), String> {
+        self.count(token);
+        match self.constraint.as_mut() {
+            Some(c) => c.accept(token),
+            None => Ok(()),
+        }
+    }
+
+    fn count(&mut self, token: i32) {
         *self.counts.entry(token).or_insert(0) += 1;
         if self.recent.len() == REPEAT_WINDOW {
             self.recent.pop_front();
@@ -68,11 +93,18 @@ impl Sampler {
     /// Choose the next token from `logits`; `top_logprobs` = `Some(k)` also returns the
     /// chosen token's log-probability and the `k` best alternatives.
     pub fn sample(&mut self, logits: &[f32], top_logprobs: Option<u32>) -> Sampled {
-        let token = if self.needs_transform() {
+        let mut grammar_error = None;
+        let constrained = self.constraint.as_ref().is_some_and(Constraint::is_active);
+        let token = if constrained || self.needs_transform() {
             let mut work = std::mem::take(&mut self.work);
             work.clear();
             work.extend_from_slice(logits);
             self.apply_penalties(&mut work);
+            if let Some(c) = self.constraint.as_mut()
+                && let Err(e) = c.apply(&mut work)
+            {
+                grammar_error = Some(e);
+            }
             let t = self.choose(&work);
             self.work = work;
             t
@@ -97,6 +129,7 @@ impl Sampler {
             token,
             logprob,
             top,
+            grammar_error,
         }
     }
 
@@ -311,7 +344,7 @@ mod tests {
             0,
         );
         assert_eq!(s.sample(&logits, None).token, 1);
-        s.accept(1);
+        assert!(s.accept(1).is_ok());
         assert_eq!(
             s.sample(&logits, None).token,
             0,
@@ -332,7 +365,7 @@ mod tests {
             }),
             0,
         );
-        s.accept(1);
+        assert!(s.accept(1).is_ok());
         assert_eq!(s.sample(&logits, None).token, 0);
     }
 

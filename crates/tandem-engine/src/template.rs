@@ -1,15 +1,18 @@
 //! Chat templates: the Jinja template stored in the GGUF (`tokenizer.chat_template`),
 //! rendered with minijinja and Python-compatible string methods, as HF transformers does.
 
+use crate::toolcall;
 use minijinja::{Environment, Error, ErrorKind, Value};
 use serde::Serialize;
 use tandem_types::openai::ChatMessage;
+use tandem_types::tools::Tool;
 
 /// A compiled chat template.
 pub struct ChatTemplate {
     env: Environment<'static>,
     bos: String,
     eos: String,
+    supports_tools: bool,
 }
 
 impl std::fmt::Debug for ChatTemplate {
@@ -27,7 +30,29 @@ pub const CHATML: &str = "{% for message in messages %}{{ '<|im_start|>' + messa
 #[derive(Serialize)]
 struct Msg<'a> {
     role: &'a str,
-    content: &'a str,
+    content: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<&'a str>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    tool_calls: Vec<serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tool_call_id: Option<&'a str>,
+}
+
+/// Jinja's `tojson` as Hugging Face's templates expect it: Python's `json.dumps` layout
+/// (`", "`, `": "`, non-ASCII kept, no HTML escaping), optional `indent`.
+fn tojson(v: Value, kwargs: minijinja::value::Kwargs) -> Result<Value, Error> {
+    let indent: Option<usize> = kwargs.get("indent")?;
+    let _: Option<bool> = kwargs.get("ensure_ascii")?;
+    let _: Option<bool> = kwargs.get("sort_keys")?;
+    kwargs.assert_all_used()?;
+    let json = serde_json::to_value(&v)
+        .map_err(|e| Error::new(ErrorKind::InvalidOperation, e.to_string()))?;
+    let text = match indent {
+        Some(n) => crate::pyjson::to_string_indent(&json, n),
+        None => crate::pyjson::to_string(&json),
+    };
+    Ok(Value::from_safe_string(text))
 }
 
 fn raise_exception(msg: String) -> Result<Value, Error> {
@@ -85,6 +110,7 @@ impl ChatTemplate {
         env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
         env.add_function("raise_exception", raise_exception);
         env.add_function("strftime_now", strftime_now);
+        env.add_filter("tojson", tojson);
         env.set_trim_blocks(true);
         env.set_lstrip_blocks(true);
         env.add_template_owned("chat", source.to_string())?;
@@ -92,7 +118,14 @@ impl ChatTemplate {
             env,
             bos: bos.to_string(),
             eos: eos.to_string(),
+            supports_tools: source.contains("tools"),
         })
+    }
+
+    /// Does the template render `tools` itself (Qwen2.5, Llama 3.1, Hermes)? Otherwise
+    /// Tandem describes the tools in a system message (see [`toolcall::system_prompt`]).
+    pub fn supports_tools(&self) -> bool {
+        self.supports_tools
     }
 
     /// Render a conversation. `developer` messages are given to the template as `system`,
@@ -102,20 +135,82 @@ impl ChatTemplate {
         messages: &[ChatMessage],
         add_generation_prompt: bool,
     ) -> Result<String, Error> {
-        let msgs: Vec<Msg<'_>> = messages
+        self.render_with_tools(messages, &[], add_generation_prompt)
+    }
+
+    /// Render a conversation offering `tools`. Assistant tool calls and `tool` results in
+    /// the history are given to a template that knows them in Hugging Face's shape
+    /// (`arguments` as an object); for one that does not, the tools are described in the
+    /// system message and calls and results are written out as text in the same format.
+    pub fn render_with_tools(
+        &self,
+        messages: &[ChatMessage],
+        tools: &[Tool],
+        add_generation_prompt: bool,
+    ) -> Result<String, Error> {
+        let native = self.supports_tools;
+        let has_tool_history = messages
             .iter()
-            .map(|m| Msg {
-                role: if m.role == "developer" {
-                    "system"
-                } else {
-                    m.role.as_str()
-                },
-                content: m.content.as_str(),
-            })
-            .collect();
+            .any(|m| !m.tool_calls.is_empty() || m.role == "tool");
+        let mut msgs: Vec<Msg<'_>> = Vec::with_capacity(messages.len() + 1);
+        if !native && !tools.is_empty() {
+            let intro = toolcall::system_prompt(tools);
+            msgs.push(Msg {
+                role: "system",
+                content: intro,
+                name: None,
+                tool_calls: Vec::new(),
+                tool_call_id: None,
+            });
+        }
+        for m in messages {
+            let role = if m.role == "developer" {
+                "system"
+            } else {
+                m.role.as_str()
+            };
+            if native || !has_tool_history {
+                msgs.push(Msg {
+                    role,
+                    content: m.content.clone(),
+                    name: m.name.as_deref(),
+                    tool_calls: m.tool_calls.iter().map(toolcall::hf_tool_call).collect(),
+                    tool_call_id: m.tool_call_id.as_deref(),
+                });
+                continue;
+            }
+            // A template without tool support: calls and results become text.
+            let (role, content) = match role {
+                "tool" => ("user", toolcall::tool_response_text(&m.content)),
+                "assistant" if !m.tool_calls.is_empty() => (
+                    "assistant",
+                    toolcall::calls_as_text(&m.content, &m.tool_calls),
+                ),
+                r => (r, m.content.clone()),
+            };
+            msgs.push(Msg {
+                role,
+                content,
+                name: m.name.as_deref(),
+                tool_calls: Vec::new(),
+                tool_call_id: None,
+            });
+        }
+        // A leading system message of Tandem's own merges with the caller's.
+        if !native && !tools.is_empty() && msgs.len() > 1 && msgs[1].role == "system" {
+            let caller = msgs.remove(1);
+            msgs[0].content = format!("{}\n\n{}", caller.content, msgs[0].content);
+        }
+        let tools_json: Option<Vec<serde_json::Value>> = (native && !tools.is_empty()).then(|| {
+            tools
+                .iter()
+                .map(|t| serde_json::to_value(t).unwrap_or_default())
+                .collect()
+        });
         let tmpl = self.env.get_template("chat")?;
         tmpl.render(minijinja::context! {
             messages => msgs,
+            tools => tools_json,
             add_generation_prompt => add_generation_prompt,
             bos_token => self.bos.as_str(),
             eos_token => self.eos.as_str(),
@@ -129,11 +224,7 @@ mod tests {
     use super::*;
 
     fn msg(role: &str, content: &str) -> ChatMessage {
-        ChatMessage {
-            role: role.into(),
-            content: content.into(),
-            name: None,
-        }
+        ChatMessage::new(role, content)
     }
 
     #[test]

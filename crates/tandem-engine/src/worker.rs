@@ -1,5 +1,6 @@
 //! The engine thread: continuous batching over one llama.cpp context.
 
+use crate::constrain::Constraint;
 use crate::detok::TextAssembler;
 use crate::sampler::Sampler;
 use crate::{DoneInfo, FinishReason, GenEvent, TokenLogprobs};
@@ -33,6 +34,7 @@ pub(crate) struct Job {
     pub sampling: SamplingParams,
     pub budget: u32,
     pub logprobs: Option<u32>,
+    pub constraint: Option<Constraint>,
     pub tx: UnboundedSender<GenEvent>,
     pub enqueued: Instant,
 }
@@ -187,7 +189,7 @@ impl Worker<'_> {
             else {
                 return;
             };
-            let Some(job) = self.waiting.pop_front() else {
+            let Some(mut job) = self.waiting.pop_front() else {
                 return;
             };
             self.queued.fetch_sub(1, Ordering::SeqCst);
@@ -203,7 +205,8 @@ impl Worker<'_> {
             let _ = ctx.clear_kv_cache_seq(Some(slot.seq as u32), Some(keep as u32), None);
             let mut in_kv = std::mem::take(&mut slot.cached);
             in_kv.truncate(keep);
-            let sampler = Sampler::new(&job.sampling, job.seed);
+            let sampler =
+                Sampler::new(&job.sampling, job.seed).with_constraint(job.constraint.take());
             let text = TextAssembler::new(job.sampling.stop.clone());
             slot.active = Some(Active {
                 in_kv,
@@ -344,7 +347,18 @@ impl Worker<'_> {
         let now = Instant::now();
         let logits = ctx.get_logits_ith(at);
         let s = a.sampler.sample(logits, a.job.logprobs);
-        a.sampler.accept(s.token);
+        let grammar_error = match s.grammar_error {
+            Some(e) => Some(e),
+            None => a.sampler.accept(s.token).err(),
+        };
+        if let Some(e) = grammar_error {
+            tracing::warn!(error = %e, "grammar failed; ending the sequence");
+            let _ = a
+                .job
+                .tx
+                .send(GenEvent::Error(format!("constrained decoding failed: {e}")));
+            return true;
+        }
         a.generated += 1;
         if a.first_token.is_none() {
             a.first_token = Some(now);
@@ -400,6 +414,8 @@ impl Worker<'_> {
         }
         let end = Instant::now();
         let first = a.first_token.unwrap_or(end);
+        let (constrained_steps, mask_nanos) =
+            a.sampler.constraint().map_or((0, 0), Constraint::stats);
         let _ = a.job.tx.send(GenEvent::Done(DoneInfo {
             finish_reason: reason,
             prompt_tokens: a.job.prompt.len() as u32,
@@ -408,6 +424,8 @@ impl Worker<'_> {
             queue_secs: secs(a.job.enqueued, a.admitted),
             prompt_secs: secs(a.admitted, first),
             gen_secs: secs(first, end),
+            constrained_steps,
+            mask_secs: mask_nanos as f64 / 1e9,
         }));
         true
     }

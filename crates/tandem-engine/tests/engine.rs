@@ -25,6 +25,7 @@ fn msg(role: &str, content: &str) -> ChatMessage {
         role: role.into(),
         content: content.into(),
         name: None,
+        ..Default::default()
     }
 }
 
@@ -42,6 +43,7 @@ async fn generate(prompt: Vec<i32>, max_tokens: u32) -> (String, tandem_engine::
             sampling: greedy(),
             max_tokens: Some(max_tokens),
             logprobs: None,
+            constraint: None,
         })
         .unwrap();
     let mut text = String::new();
@@ -115,7 +117,8 @@ async fn errors_before_generation() {
             prompt: vec![],
             sampling: greedy(),
             max_tokens: None,
-            logprobs: None
+            logprobs: None,
+            constraint: None,
         }),
         Err(tandem_engine::EngineError::EmptyPrompt)
     ));
@@ -124,7 +127,8 @@ async fn errors_before_generation() {
             prompt: vec![1, 999_999],
             sampling: greedy(),
             max_tokens: None,
-            logprobs: None
+            logprobs: None,
+            constraint: None,
         }),
         Err(tandem_engine::EngineError::InvalidToken { token: 999_999, .. })
     ));
@@ -134,7 +138,8 @@ async fn errors_before_generation() {
             prompt: long,
             sampling: greedy(),
             max_tokens: None,
-            logprobs: None
+            logprobs: None,
+            constraint: None,
         }),
         Err(tandem_engine::EngineError::ContextLength { prompt: 1024, .. })
     ));
