@@ -5,8 +5,8 @@ TANDEM_HOME ?= $(HOME)/.cache/tandem
 CARGO_TARGET_DIR ?= $(TANDEM_HOME)/target
 export TANDEM_HOME CARGO_TARGET_DIR
 BIN := $(CARGO_TARGET_DIR)/release/tandem
-# Models the test suite needs (small and fast).
-TEST_MODELS := smollm2-135m minilm-l6 multilingual-e5-small
+# Models the test suite needs (small and fast; the 0.5B SLM for tool calls in its own template).
+TEST_MODELS := smollm2-135m qwen2.5-coder-0.5b minilm-l6 multilingual-e5-small
 PORT ?= 8080
 
 .PHONY: run test deps build lint test-models test-rust test-python bench clean-target

@@ -16,14 +16,12 @@ def _binary():
     return os.path.join(target, "release", "tandem")
 
 
-@pytest.fixture(scope="session")
-def server():
+def _serve(models, parallel):
     threads = os.environ.get("TANDEM_TEST_THREADS", "2")
-    proc = subprocess.Popen(
-        [_binary(), "serve", "--port", "0", "--model", "smollm2-135m", "--model", "minilm-l6",
-         "--threads", threads, "--parallel", "4"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
+    args = [_binary(), "serve", "--port", "0", "--threads", threads, "--parallel", str(parallel)]
+    for m in models:
+        args += ["--model", m]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     url = None
     deadline = time.time() + 120
     while time.time() < deadline:
@@ -38,12 +36,37 @@ def server():
         proc.kill()
         err = proc.stderr.read()
         raise RuntimeError(f"tandem serve did not start:\n{err}")
-    yield url
+    return proc, url
+
+
+def _stop(proc):
     proc.terminate()
     try:
         proc.wait(timeout=20)
     except subprocess.TimeoutExpired:
         proc.kill()
+
+
+@pytest.fixture(scope="session")
+def server():
+    proc, url = _serve(["smollm2-135m", "minilm-l6"], 4)
+    yield url
+    _stop(proc)
+
+
+@pytest.fixture(scope="session")
+def slm_server():
+    """The bundled SLM (Qwen2.5-Coder-0.5B), whose own chat template renders tools."""
+    proc, url = _serve(["qwen2.5-coder-0.5b"], 2)
+    yield url
+    _stop(proc)
+
+
+@pytest.fixture(scope="session")
+def slm(slm_server):
+    import openai
+
+    return openai.OpenAI(base_url=slm_server + "/v1", api_key="not-needed", max_retries=0)
 
 
 @pytest.fixture(scope="session")

@@ -25,6 +25,7 @@ fn user(text: &str) -> Vec<ChatMessage> {
         role: "user".into(),
         content: text.into(),
         name: None,
+        ..Default::default()
     }]
 }
 

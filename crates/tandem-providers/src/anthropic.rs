@@ -65,6 +65,19 @@ pub(crate) fn build_body(
             "Anthropic does not return log-probabilities.",
         ));
     }
+    // Not yet translated to tool_use / tool_result blocks: refused, never dropped.
+    if !req.tools.is_empty() || req.messages.iter().any(|m| !m.tool_calls.is_empty()) {
+        return Err(unsupported(
+            "tools",
+            "Tool calls are not yet translated for Anthropic upstreams.",
+        ));
+    }
+    if req.response_format.is_structured() {
+        return Err(unsupported(
+            "response_format",
+            "Structured outputs are not yet translated for Anthropic upstreams.",
+        ));
+    }
     let mut system: Vec<&str> = Vec::new();
     let mut msgs: Vec<(&'static str, String)> = Vec::new();
     for m in &req.messages {
@@ -229,10 +242,7 @@ pub(crate) fn parse_message(body: &[u8], cfg: &UpstreamConfig) -> Result<ChatCom
         system_fingerprint: String::new(),
         choices: vec![ChatChoice {
             index: 0,
-            message: ResponseMessage {
-                role: "assistant".into(),
-                content: text,
-            },
+            message: ResponseMessage::text(text),
             logprobs: None,
             finish_reason: Some(finish_reason(m.stop_reason.as_deref().unwrap_or("")).into()),
         }],
@@ -308,6 +318,7 @@ impl StreamTranslator {
                 ChunkDelta {
                     role: Some("assistant".into()),
                     content: Some(String::new()),
+                    tool_calls: None,
                 },
                 None,
             );
@@ -322,6 +333,7 @@ impl StreamTranslator {
                 ChunkDelta {
                     role: None,
                     content: Some(text.to_string()),
+                    tool_calls: None,
                 },
                 None,
             );
@@ -458,6 +470,7 @@ mod tests {
             role: role.into(),
             content: content.into(),
             name: None,
+            ..Default::default()
         }
     }
 
@@ -472,6 +485,10 @@ mod tests {
             include_usage: false,
             logprobs: false,
             top_logprobs: 0,
+            tools: Vec::new(),
+            tool_choice: Default::default(),
+            parallel_tool_calls: true,
+            response_format: Default::default(),
             extensions: Map::new(),
         }
     }

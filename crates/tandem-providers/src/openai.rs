@@ -14,6 +14,7 @@ use tandem_types::openai::{
     ChatChoice, ChatCompletion, ChatCompletionChunk, ChatRequest, ChoiceLogprobs, ChunkChoice,
     ChunkDelta, ResponseMessage, TokenLogprob, TopLogprob, Usage,
 };
+use tandem_types::tools::{ToolCall, ToolCallDelta};
 
 /// The JSON body for `POST {base}/chat/completions`.
 ///
@@ -38,6 +39,15 @@ pub(crate) fn build_body(cfg: &UpstreamConfig, req: &ChatRequest, stream: bool) 
             let mut o = json!({"role": role, "content": m.content});
             if let Some(name) = &m.name {
                 o["name"] = json!(name);
+            }
+            if !m.tool_calls.is_empty() {
+                o["tool_calls"] = json!(m.tool_calls);
+                if m.content.is_empty() {
+                    o["content"] = Value::Null;
+                }
+            }
+            if let Some(id) = &m.tool_call_id {
+                o["tool_call_id"] = json!(id);
             }
             o
         })
@@ -93,6 +103,16 @@ pub(crate) fn build_body(cfg: &UpstreamConfig, req: &ChatRequest, stream: bool) 
             .collect();
         b.insert("logit_bias".into(), Value::Object(bias));
     }
+    if !req.tools.is_empty() {
+        b.insert("tools".into(), json!(req.tools));
+        b.insert("tool_choice".into(), req.tool_choice.to_value());
+        if !req.parallel_tool_calls {
+            b.insert("parallel_tool_calls".into(), json!(false));
+        }
+    }
+    if req.response_format.is_structured() {
+        b.insert("response_format".into(), req.response_format.to_value());
+    }
     Value::Object(b)
 }
 
@@ -119,6 +139,8 @@ struct WireMessage {
     content: Option<Value>,
     #[serde(default)]
     refusal: Option<String>,
+    #[serde(default)]
+    tool_calls: Option<Vec<ToolCall>>,
 }
 
 #[derive(Deserialize)]
@@ -155,6 +177,8 @@ struct WireDelta {
     content: Option<String>,
     #[serde(default)]
     refusal: Option<String>,
+    #[serde(default)]
+    tool_calls: Option<Vec<ToolCallDelta>>,
 }
 
 #[derive(Deserialize)]
@@ -291,6 +315,7 @@ pub(crate) fn parse_completion(body: &[u8], cfg: &UpstreamConfig) -> Result<Chat
                 message: ResponseMessage {
                     role: "assistant".into(),
                     content,
+                    tool_calls: c.message.tool_calls.unwrap_or_default(),
                 },
                 logprobs: convert_logprobs(c.logprobs),
                 finish_reason: c.finish_reason,
@@ -372,6 +397,7 @@ impl StreamTranslator {
                     delta: ChunkDelta {
                         role: d.role,
                         content: d.content.or(d.refusal),
+                        tool_calls: d.tool_calls,
                     },
                     logprobs: convert_logprobs(c.logprobs),
                     finish_reason: c.finish_reason,
@@ -425,11 +451,13 @@ mod tests {
                     role: "developer".into(),
                     content: "be brief".into(),
                     name: None,
+                    ..Default::default()
                 },
                 ChatMessage {
                     role: "user".into(),
                     content: "hi".into(),
                     name: Some("ann".into()),
+                    ..Default::default()
                 },
             ],
             sampling: SamplingParams::default(),
@@ -439,6 +467,10 @@ mod tests {
             include_usage: false,
             logprobs: false,
             top_logprobs: 0,
+            tools: Vec::new(),
+            tool_choice: Default::default(),
+            parallel_tool_calls: true,
+            response_format: Default::default(),
             extensions: Map::new(),
         }
     }

@@ -21,6 +21,7 @@ fn msg(role: &str, content: &str) -> ChatMessage {
         role: role.into(),
         content: content.into(),
         name: None,
+        ..Default::default()
     }
 }
 
@@ -35,6 +36,10 @@ fn req() -> ChatRequest {
         include_usage: false,
         logprobs: false,
         top_logprobs: 0,
+        tools: Vec::new(),
+        tool_choice: Default::default(),
+        parallel_tool_calls: true,
+        response_format: Default::default(),
         extensions: Map::new(),
     }
 }

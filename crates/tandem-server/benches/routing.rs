@@ -70,6 +70,7 @@ fn decisions(texts: &[String]) -> f64 {
                 role: "user".into(),
                 content: t.clone(),
                 name: None,
+                ..Default::default()
             }]
         })
         .collect();

@@ -942,6 +942,7 @@ fn completion_as_stream_with(
             delta: ChunkDelta {
                 role: Some("assistant".into()),
                 content: Some(String::new()),
+                tool_calls: None,
             },
             logprobs: None,
             finish_reason: None,
@@ -953,6 +954,22 @@ fn completion_as_stream_with(
             delta: ChunkDelta {
                 role: None,
                 content: Some(ch.message.content.clone()),
+                tool_calls: (!ch.message.tool_calls.is_empty()).then(|| {
+                    ch.message
+                        .tool_calls
+                        .iter()
+                        .enumerate()
+                        .map(|(i, t)| tandem_types::tools::ToolCallDelta {
+                            index: i as u32,
+                            id: Some(t.id.clone()),
+                            kind: Some("function".into()),
+                            function: Some(tandem_types::tools::FunctionCallDelta {
+                                name: Some(t.function.name.clone()),
+                                arguments: Some(t.function.arguments.clone()),
+                            }),
+                        })
+                        .collect()
+                }),
             },
             logprobs: ch.logprobs.clone(),
             finish_reason: None,

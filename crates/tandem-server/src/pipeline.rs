@@ -3,13 +3,18 @@
 
 use futures::StreamExt;
 use std::time::Instant;
-use tandem_engine::{DoneInfo, Engine, GenEvent, GenStream, GenerateRequest, TokenLogprobs};
+use tandem_engine::toolcall::{self, ToolCallParser, ToolEvent, ToolGrammar};
+use tandem_engine::{
+    Constraint, DoneInfo, Engine, EngineError, GenEvent, GenStream, GenerateRequest, GrammarSpec,
+    TokenLogprobs,
+};
 use tandem_types::ApiError;
 use tandem_types::openai::{
     ChatChoice, ChatCompletion, ChatCompletionChunk, ChatRequest, ChoiceLogprobs, ChunkChoice,
     ChunkDelta, Completion, CompletionChoice, CompletionRequest, LegacyLogprobs, Prompt,
     ResponseMessage, SamplingParams, TokenLogprob, TopLogprob, Usage,
 };
+use tandem_types::tools::{FunctionCallDelta, ResponseFormat, ToolCall, ToolCallDelta};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::UnboundedReceiverStream;
 
@@ -66,7 +71,7 @@ impl Observer {
 }
 
 /// Start one generation per (prompt, choice). Seeds are offset per choice so `n` choices
-/// differ yet stay reproducible.
+/// differ yet stay reproducible; each choice gets its own copy of the grammar state.
 fn start_all(
     engine: &Engine,
     prompts: &[Vec<i32>],
@@ -74,6 +79,7 @@ fn start_all(
     sampling: &SamplingParams,
     max_tokens: Option<u32>,
     logprobs: Option<u32>,
+    constraint: Option<&Constraint>,
 ) -> Result<Vec<GenStream>, ApiError> {
     let mut out = Vec::with_capacity(prompts.len() * n as usize);
     for p in prompts {
@@ -85,10 +91,115 @@ fn start_all(
                 sampling: s,
                 max_tokens,
                 logprobs,
+                constraint: constraint.cloned(),
             })?);
         }
     }
     Ok(out)
+}
+
+/// The schema a structured-output request's answer must follow.
+fn answer_schema(rf: &ResponseFormat) -> Option<serde_json::Value> {
+    match rf {
+        ResponseFormat::Text => None,
+        ResponseFormat::JsonObject => Some(serde_json::json!({"type": "object"})),
+        ResponseFormat::JsonSchema { schema, .. } => Some(schema.clone()),
+    }
+}
+
+fn schema_error(param: &str, e: EngineError) -> ApiError {
+    let msg = match e {
+        EngineError::Grammar(m) => m,
+        other => other.to_string(),
+    };
+    ApiError::invalid(
+        param,
+        format!("This schema cannot be enforced by the local model's constrained decoding: {msg}"),
+    )
+    .with_code("unsupported_schema")
+}
+
+/// The grammar a chat request's output must follow on the local engine: the tool-call
+/// grammar (lazy under `tool_choice: auto`) when tools may be called, else the response
+/// format's schema; `None` for free text. A schema that cannot be enforced is a 400 naming
+/// the parameter that holds it and the keyword.
+pub fn chat_constraint(engine: &Engine, req: &ChatRequest) -> Result<Option<Constraint>, ApiError> {
+    let text_schema = answer_schema(&req.response_format);
+    if req.wants_tools() {
+        let g = toolcall::grammar(
+            &req.tools,
+            &req.tool_choice,
+            req.parallel_tool_calls,
+            text_schema.as_ref(),
+        );
+        let compiled = match &g {
+            ToolGrammar::Strict(spec) => engine.compile_grammar(spec, None),
+            ToolGrammar::Lazy(triggers) => engine.compile_lazy(triggers),
+        };
+        return compiled.map(Some).map_err(|e| blame_schema(engine, req, e));
+    }
+    match text_schema {
+        None => Ok(None),
+        Some(schema) => engine
+            .compile_grammar(&GrammarSpec::JsonSchema(schema), None)
+            .map(Some)
+            .map_err(|e| schema_error("response_format.json_schema.schema", e)),
+    }
+}
+
+/// Which schema of a tool request failed to compile: each function's parameters alone,
+/// then the response format.
+fn blame_schema(engine: &Engine, req: &ChatRequest, e: EngineError) -> ApiError {
+    for (i, t) in req.tools.iter().enumerate() {
+        let spec = GrammarSpec::JsonSchema(t.function.parameters.clone());
+        if let Err(e) = engine.compile_grammar(&spec, None) {
+            return schema_error(&format!("tools[{i}].function.parameters"), e);
+        }
+    }
+    if let Some(schema) = answer_schema(&req.response_format)
+        && let Err(e) = engine.compile_grammar(&GrammarSpec::JsonSchema(schema), None)
+    {
+        return schema_error("response_format.json_schema.schema", e);
+    }
+    schema_error("tools", e)
+}
+
+/// A fresh tool-call id.
+fn call_id() -> String {
+    let u = uuid::Uuid::new_v4().simple().to_string();
+    format!("call_{}", &u[..24])
+}
+
+/// The message of a finished choice: text, or (when tools were offered) text and calls.
+fn answer_message(req: &ChatRequest, text: String) -> ResponseMessage {
+    if !req.wants_tools() {
+        return ResponseMessage::text(text);
+    }
+    let (content, calls) = toolcall::parse_output(&text);
+    // A call to a function that was not offered (possible only where no grammar held the
+    // model) is not a call: the whole output is the answer.
+    if calls
+        .iter()
+        .any(|(name, _)| !req.tools.iter().any(|t| &t.function.name == name))
+    {
+        return ResponseMessage::text(text);
+    }
+    ResponseMessage {
+        role: "assistant".into(),
+        content,
+        tool_calls: calls
+            .into_iter()
+            .map(|(name, args)| ToolCall::function(call_id(), name, args))
+            .collect(),
+    }
+}
+
+/// `finish_reason` of a choice: `tool_calls` when it ended normally with calls.
+fn finish_reason(done: &DoneInfo, calls: bool) -> &'static str {
+    match (done.finish_reason.as_str(), calls) {
+        ("stop", true) => "tool_calls",
+        (r, _) => r,
+    }
 }
 
 /// A finished choice.
@@ -171,9 +282,37 @@ fn chat_logprobs(lps: &[TokenLogprobs]) -> ChoiceLogprobs {
     }
 }
 
-/// Tokenize a chat request's conversation.
+/// Tokenize a chat request's conversation (offering its tools unless `tool_choice` is
+/// `none`).
 pub fn chat_prompt(engine: &Engine, req: &ChatRequest) -> Result<Vec<i32>, ApiError> {
-    Ok(engine.chat_prompt(&req.messages)?)
+    let messages = with_schema_hint(req);
+    if req.wants_tools() {
+        Ok(engine.chat_prompt_with_tools(&messages, &req.tools)?)
+    } else {
+        Ok(engine.chat_prompt(&messages)?)
+    }
+}
+
+/// The conversation the local model sees. For `json_schema` the schema is also shown to
+/// the model in a system message: the grammar guarantees the shape, but a small model
+/// fills the fields far better when it can read what they are (their descriptions,
+/// formats, bounds).
+fn with_schema_hint(
+    req: &ChatRequest,
+) -> std::borrow::Cow<'_, [tandem_types::openai::ChatMessage]> {
+    let ResponseFormat::JsonSchema { name, schema, .. } = &req.response_format else {
+        return std::borrow::Cow::Borrowed(&req.messages);
+    };
+    let hint =
+        format!("Answer with one JSON value (`{name}`) that follows this JSON schema:\n{schema}");
+    let mut msgs = req.messages.clone();
+    match msgs.first_mut() {
+        Some(m) if m.role == "system" || m.role == "developer" => {
+            m.content = format!("{}\n\n{hint}", m.content);
+        }
+        _ => msgs.insert(0, tandem_types::openai::ChatMessage::new("system", hint)),
+    }
+    std::borrow::Cow::Owned(msgs)
 }
 
 /// Answer a non-streaming chat completion.
@@ -184,8 +323,17 @@ pub async fn chat_completion(
 ) -> Result<ChatCompletion, ApiError> {
     let start = Instant::now();
     let prompt = chat_prompt(engine, req)?;
+    let constraint = chat_constraint(engine, req)?;
     let lp = req.logprobs.then_some(req.top_logprobs);
-    let streams = start_all(engine, &[prompt], req.n, &req.sampling, req.max_tokens, lp)?;
+    let streams = start_all(
+        engine,
+        &[prompt],
+        req.n,
+        &req.sampling,
+        req.max_tokens,
+        lp,
+        constraint.as_ref(),
+    )?;
     let model = engine.info().name.clone();
     let results = collect_all(streams, &model, start).await;
     let mut choices = Vec::with_capacity(results.len());
@@ -194,14 +342,13 @@ pub async fn chat_completion(
         let c = r?;
         usage.prompt_tokens = c.done.prompt_tokens;
         usage.completion_tokens += c.done.completion_tokens;
+        let message = answer_message(req, c.text);
+        let reason = finish_reason(&c.done, !message.tool_calls.is_empty());
         choices.push(ChatChoice {
             index: i as u32,
-            message: ResponseMessage {
-                role: "assistant".into(),
-                content: c.text,
-            },
+            message,
             logprobs: req.logprobs.then(|| chat_logprobs(&c.logprobs)),
-            finish_reason: Some(c.done.finish_reason.as_str().into()),
+            finish_reason: Some(reason.into()),
         });
     }
     usage.total_tokens = usage.prompt_tokens + usage.completion_tokens;
@@ -277,7 +424,7 @@ fn spawn_stream(
     prelude: Vec<SsePayload>,
     prompt_tokens: u32,
     include_usage: bool,
-    render: impl Fn(StreamItem) -> SsePayload + Send + 'static,
+    mut render: impl FnMut(StreamItem) -> Vec<SsePayload> + Send + 'static,
     on_done: Option<OnDone>,
 ) -> mpsc::Receiver<SsePayload> {
     let (tx, rx) = mpsc::channel::<SsePayload>(256);
@@ -314,7 +461,7 @@ fn spawn_stream(
                 item = events.next() => item,
             };
             let Some((index, ev)) = item else { break };
-            let payload = match ev {
+            let payloads = match ev {
                 GenEvent::Token {
                     text,
                     token,
@@ -352,11 +499,13 @@ fn spawn_stream(
                     return;
                 }
             };
-            if tx.send(payload).await.is_err() {
-                outcome.completion_tokens = completion_tokens;
-                outcome.cancelled = true;
-                finish(outcome);
-                return;
+            for payload in payloads {
+                if tx.send(payload).await.is_err() {
+                    outcome.completion_tokens = completion_tokens;
+                    outcome.cancelled = true;
+                    finish(outcome);
+                    return;
+                }
             }
         }
         outcome.completion_tokens = completion_tokens;
@@ -368,12 +517,12 @@ fn spawn_stream(
             return;
         }
         if include_usage {
-            let _ = tx
-                .send(render(StreamItem::Usage(Usage::new(
-                    prompt_tokens,
-                    completion_tokens,
-                ))))
-                .await;
+            for p in render(StreamItem::Usage(Usage::new(
+                prompt_tokens,
+                completion_tokens,
+            ))) {
+                let _ = tx.send(p).await;
+            }
         }
         let _ = tx.send("[DONE]".to_string()).await;
         finish(outcome);
@@ -392,9 +541,18 @@ pub fn chat_stream(
 ) -> Result<mpsc::Receiver<SsePayload>, ApiError> {
     let start = Instant::now();
     let prompt = chat_prompt(engine, req)?;
+    let constraint = chat_constraint(engine, req)?;
     let prompt_tokens = prompt.len() as u32;
     let lp = req.logprobs.then_some(req.top_logprobs);
-    let streams = start_all(engine, &[prompt], req.n, &req.sampling, req.max_tokens, lp)?;
+    let streams = start_all(
+        engine,
+        &[prompt],
+        req.n,
+        &req.sampling,
+        req.max_tokens,
+        lp,
+        constraint.as_ref(),
+    )?;
     let model = engine.info().name.clone();
     let base = ChatCompletionChunk {
         id: new_id("chatcmpl"),
@@ -411,52 +569,73 @@ pub fn chat_stream(
         c.usage = usage;
         serde_json::to_string(&c).unwrap_or_default()
     };
+    let choice = |index: usize, delta: ChunkDelta, logprobs, finish: Option<&str>| ChunkChoice {
+        index: index as u32,
+        delta,
+        logprobs,
+        finish_reason: finish.map(str::to_string),
+    };
     // The first chunk of every choice carries the role.
     let prelude = (0..streams.len())
         .map(|i| {
             let delta = ChunkDelta {
                 role: Some("assistant".into()),
                 content: Some(String::new()),
+                tool_calls: None,
             };
-            chunk(
-                Some(ChunkChoice {
-                    index: i as u32,
-                    delta,
-                    logprobs: None,
-                    finish_reason: None,
-                }),
-                None,
-            )
+            chunk(Some(choice(i, delta, None, None)), None)
         })
         .collect();
     let want_lp = req.logprobs;
+    // With tools offered, each choice's text goes through a tool-call parser.
+    let mut parsers: Option<Vec<ToolCallParser>> = req
+        .wants_tools()
+        .then(|| (0..streams.len()).map(|_| ToolCallParser::new()).collect());
+    let mut ids: Vec<Vec<String>> = vec![Vec::new(); streams.len()];
     let render = move |item: StreamItem| match item {
         StreamItem::Token {
             index,
             text,
             logprobs,
-        } => chunk(
-            Some(ChunkChoice {
-                index: index as u32,
-                delta: ChunkDelta {
-                    role: None,
+        } => {
+            let lps = want_lp.then(|| chat_logprobs(&logprobs.into_iter().collect::<Vec<_>>()));
+            let Some(parsers) = parsers.as_mut() else {
+                let delta = ChunkDelta {
                     content: Some(text),
-                },
-                logprobs: want_lp.then(|| chat_logprobs(&logprobs.into_iter().collect::<Vec<_>>())),
-                finish_reason: None,
-            }),
-            None,
-        ),
-        StreamItem::Finish { index, reason } => chunk(
-            Some(ChunkChoice {
-                index: index as u32,
-                delta: ChunkDelta::default(),
-                logprobs: None,
-                finish_reason: Some(reason.into()),
-            }),
-            None,
-        ),
-        StreamItem::Usage(u) => chunk(None, Some(u)),
+                    ..ChunkDelta::default()
+                };
+                return vec![chunk(Some(choice(index, delta, lps, None)), None)];
+            };
+            let events = parsers[index].push(&text);
+            tool_chunks(events, &mut ids[index], lps)
+                .into_iter()
+                .map(|d| chunk(Some(choice(index, d.0, d.1, None)), None))
+                .collect()
+        }
+        StreamItem::Finish { index, reason } => {
+            let mut out = Vec::new();
+            let mut calls = false;
+            if let Some(parsers) = parsers.as_mut() {
+                let events = parsers[index].finish();
+                out.extend(
+                    tool_chunks(events, &mut ids[index], None)
+                        .into_iter()
+                        .map(|d| chunk(Some(choice(index, d.0, d.1, None)), None)),
+                );
+                calls = parsers[index].calls() > 0;
+            }
+            let reason = if reason == "stop" && calls {
+                "tool_calls"
+            } else {
+                reason
+            };
+            out.push(chunk(
+                Some(choice(index, ChunkDelta::default(), None, Some(reason))),
+                None,
+            ));
+            out
+        }
+        StreamItem::Usage(u) => vec![chunk(None, Some(u))],
     };
     Ok(spawn_stream(
         streams,
@@ -468,6 +647,60 @@ pub fn chat_stream(
         render,
         on_done,
     ))
+}
+
+/// Deltas for parser events: text as `content`, a call's first fragment with its id, type
+/// and name, then argument fragments. Logprobs ride on the first delta (or on an empty one
+/// when the text is held back).
+fn tool_chunks(
+    events: Vec<ToolEvent>,
+    ids: &mut Vec<String>,
+    logprobs: Option<ChoiceLogprobs>,
+) -> Vec<(ChunkDelta, Option<ChoiceLogprobs>)> {
+    let mut out: Vec<(ChunkDelta, Option<ChoiceLogprobs>)> = Vec::new();
+    for e in events {
+        let delta = match e {
+            ToolEvent::Text(t) => ChunkDelta {
+                content: Some(t),
+                ..ChunkDelta::default()
+            },
+            ToolEvent::Start { index, name } => {
+                let id = call_id();
+                ids.push(id.clone());
+                ChunkDelta {
+                    tool_calls: Some(vec![ToolCallDelta {
+                        index: index as u32,
+                        id: Some(id),
+                        kind: Some("function".into()),
+                        function: Some(FunctionCallDelta {
+                            name: Some(name),
+                            arguments: Some(String::new()),
+                        }),
+                    }]),
+                    ..ChunkDelta::default()
+                }
+            }
+            ToolEvent::Args { index, fragment } => ChunkDelta {
+                tool_calls: Some(vec![ToolCallDelta {
+                    index: index as u32,
+                    function: Some(FunctionCallDelta {
+                        name: None,
+                        arguments: Some(fragment),
+                    }),
+                    ..ToolCallDelta::default()
+                }]),
+                ..ChunkDelta::default()
+            },
+        };
+        out.push((delta, None));
+    }
+    if let Some(lp) = logprobs {
+        match out.first_mut() {
+            Some(first) => first.1 = Some(lp),
+            None => out.push((ChunkDelta::default(), Some(lp))),
+        }
+    }
+    out
 }
 
 /// Tokenize the prompts of a legacy completion request, with their echo text.
@@ -532,7 +765,7 @@ pub async fn completion(
             usage: Some(Usage::new(pt, 0)),
         });
     }
-    let streams = start_all(engine, &toks, req.n, &req.sampling, max, req.logprobs)?;
+    let streams = start_all(engine, &toks, req.n, &req.sampling, max, req.logprobs, None)?;
     let results = collect_all(streams, &model, start).await;
     let mut choices = Vec::new();
     let mut usage = Usage::default();
@@ -579,7 +812,7 @@ pub fn completion_stream(
     let toks: Vec<Vec<i32>> = prompts.iter().map(|p| p.0.clone()).collect();
     let prompt_tokens = toks.iter().map(|t| t.len() as u32).sum();
     let max = Some(req.max_tokens.unwrap_or(LEGACY_DEFAULT_MAX_TOKENS).max(1));
-    let streams = start_all(engine, &toks, req.n, &req.sampling, max, req.logprobs)?;
+    let streams = start_all(engine, &toks, req.n, &req.sampling, max, req.logprobs, None)?;
     let model = engine.info().name.clone();
     let base = Completion {
         id: new_id("cmpl"),
@@ -617,31 +850,33 @@ pub fn completion_stream(
         Vec::new()
     };
     let want_lp = req.logprobs.is_some();
-    let render = move |item: StreamItem| match item {
-        StreamItem::Token {
-            index,
-            text,
-            logprobs,
-        } => chunk(
-            Some(CompletionChoice {
+    let render = move |item: StreamItem| {
+        vec![match item {
+            StreamItem::Token {
+                index,
                 text,
-                index: index as u32,
-                logprobs: want_lp
-                    .then(|| legacy_logprobs(&logprobs.into_iter().collect::<Vec<_>>(), 0)),
-                finish_reason: None,
-            }),
-            None,
-        ),
-        StreamItem::Finish { index, reason } => chunk(
-            Some(CompletionChoice {
-                text: String::new(),
-                index: index as u32,
-                logprobs: None,
-                finish_reason: Some(reason.into()),
-            }),
-            None,
-        ),
-        StreamItem::Usage(u) => chunk(None, Some(u)),
+                logprobs,
+            } => chunk(
+                Some(CompletionChoice {
+                    text,
+                    index: index as u32,
+                    logprobs: want_lp
+                        .then(|| legacy_logprobs(&logprobs.into_iter().collect::<Vec<_>>(), 0)),
+                    finish_reason: None,
+                }),
+                None,
+            ),
+            StreamItem::Finish { index, reason } => chunk(
+                Some(CompletionChoice {
+                    text: String::new(),
+                    index: index as u32,
+                    logprobs: None,
+                    finish_reason: Some(reason.into()),
+                }),
+                None,
+            ),
+            StreamItem::Usage(u) => chunk(None, Some(u)),
+        }]
     };
     Ok(spawn_stream(
         streams,

@@ -86,6 +86,7 @@ fn message(role: &str, content: String) -> ChatMessage {
         role: role.into(),
         content,
         name: None,
+        ..Default::default()
     }
 }
 
@@ -109,6 +110,10 @@ fn sub_request(
         include_usage: false,
         logprobs,
         top_logprobs: 0,
+        tools: Vec::new(),
+        tool_choice: Default::default(),
+        parallel_tool_calls: true,
+        response_format: Default::default(),
         extensions: Default::default(),
     }
 }
@@ -321,10 +326,7 @@ pub(crate) async fn answer(
         system_fingerprint: ctx.state.fingerprint.clone(),
         choices: vec![tandem_types::openai::ChatChoice {
             index: 0,
-            message: tandem_types::openai::ResponseMessage {
-                role: "assistant".into(),
-                content: text,
-            },
+            message: tandem_types::openai::ResponseMessage::text(text),
             logprobs: None,
             finish_reason: Some("stop".into()),
         }],

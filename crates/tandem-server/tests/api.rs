@@ -33,6 +33,7 @@ async fn chat_greedy_counts_tokens_exactly_and_is_deterministic() {
         role: "user".into(),
         content: "Write a long story about a dragon who loves tea.".into(),
         name: None,
+        ..Default::default()
     }];
     let expected_prompt = engine.chat_prompt(&msgs).unwrap().len() as u64;
     assert_eq!(usage["prompt_tokens"].as_u64().unwrap(), expected_prompt);
@@ -393,7 +394,13 @@ async fn malformed_inputs_get_openai_errors_and_server_keeps_serving() {
         ("/v1/chat/completions", json!({"model": EMBED, "messages": user("hi")}).to_string().into_bytes(), 400, Some("model")),
         ("/v1/chat/completions", json!({"model": CHAT, "messages": user("hi"), "temperature": -1}).to_string().into_bytes(), 400, Some("temperature")),
         ("/v1/chat/completions", json!({"model": CHAT, "messages": user("hi"), "n": 100}).to_string().into_bytes(), 400, Some("n")),
-        ("/v1/chat/completions", json!({"model": CHAT, "messages": user("hi"), "tools": [{}]}).to_string().into_bytes(), 400, Some("tools")),
+        ("/v1/chat/completions", json!({"model": CHAT, "messages": user("hi"), "tools": [{}]}).to_string().into_bytes(), 400, Some("tools[0].type")),
+        ("/v1/chat/completions", json!({"model": CHAT, "messages": user("hi"), "tools": []}).to_string().into_bytes(), 400, Some("tools")),
+        ("/v1/chat/completions", json!({"model": CHAT, "messages": user("hi"), "tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "object", "properties": {"a": {"type": "string", "not": {"const": "x"}}}}}}]}).to_string().into_bytes(), 400, Some("tools[0].function.parameters")),
+        ("/v1/chat/completions", json!({"model": CHAT, "messages": user("hi"), "tools": [{"type": "function", "function": {"name": "f"}}], "tool_choice": {"type": "function", "function": {"name": "g"}}}).to_string().into_bytes(), 400, Some("tool_choice.function.name")),
+        ("/v1/chat/completions", json!({"model": CHAT, "messages": user("hi"), "response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "object", "if": {"required": ["a"]}}}}}).to_string().into_bytes(), 400, Some("response_format.json_schema.schema")),
+        ("/v1/chat/completions", json!({"model": CHAT, "messages": user("hi"), "response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": "object"}}}).to_string().into_bytes(), 400, Some("response_format.json_schema.schema")),
+        ("/v1/chat/completions", json!({"model": CHAT, "messages": [{"role": "assistant", "content": null, "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "f", "arguments": 3}}]}, {"role": "user", "content": "hi"}]}).to_string().into_bytes(), 400, Some("messages[0].tool_calls[0].function.arguments")),
         ("/v1/chat/completions", json!({"model": CHAT, "messages": user(&long)}).to_string().into_bytes(), 400, Some("messages")),
         ("/v1/completions", b"{\"model\": 3}".to_vec(), 400, Some("model")),
         ("/v1/completions", json!({"model": CHAT}).to_string().into_bytes(), 400, Some("prompt")),

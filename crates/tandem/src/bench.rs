@@ -170,6 +170,7 @@ async fn direct_streams(
             sampling: sampling.clone(),
             max_tokens: Some(gen_tokens),
             logprobs: None,
+            constraint: None,
         })?);
     }
     let timings = futures::future::join_all(rxs.into_iter().map(|mut rx| async move {

@@ -84,12 +84,14 @@ pub fn run(args: RouteArgs) -> Result<()> {
             role: "system".into(),
             content: s.clone(),
             name: None,
+            ..Default::default()
         });
     }
     messages.push(ChatMessage {
         role: "user".into(),
         content: args.explain.clone(),
         name: None,
+        ..Default::default()
     });
     let req = ChatRequest {
         model: args.model.clone(),
@@ -101,6 +103,10 @@ pub fn run(args: RouteArgs) -> Result<()> {
         include_usage: false,
         logprobs: false,
         top_logprobs: 0,
+        tools: Vec::new(),
+        tool_choice: Default::default(),
+        parallel_tool_calls: true,
+        response_format: Default::default(),
         extensions: Default::default(),
     };
     let rtm = tokio::runtime::Builder::new_current_thread()

@@ -58,6 +58,7 @@ pub fn run(args: RunArgs) -> Result<()> {
             role: "system".into(),
             content: s.clone(),
             name: None,
+            ..Default::default()
         });
     }
     let mut sampling = SamplingParams {
@@ -70,6 +71,7 @@ pub fn run(args: RunArgs) -> Result<()> {
             role: "user".into(),
             content: p.clone(),
             name: None,
+            ..Default::default()
         });
         rt.block_on(answer(
             &engine,
@@ -111,6 +113,7 @@ pub fn run(args: RunArgs) -> Result<()> {
             role: "user".into(),
             content: text.to_string(),
             name: None,
+            ..Default::default()
         });
         match rt.block_on(answer(
             &engine,
@@ -123,6 +126,7 @@ pub fn run(args: RunArgs) -> Result<()> {
                 role: "assistant".into(),
                 content: reply,
                 name: None,
+                ..Default::default()
             }),
             Err(e) => {
                 eprintln!("error: {e:#}");
@@ -148,6 +152,7 @@ async fn answer(
         sampling: sampling.clone(),
         max_tokens,
         logprobs: None,
+        constraint: None,
     })?;
     let mut out = std::io::stdout();
     let mut reply = String::new();
