@@ -324,15 +324,7 @@ impl ToolCallParser {
                     rest.clone()
                 };
                 if let Some((name, args)) = parse_whole(&body) {
-                    out.push(ToolEvent::Start {
-                        index: self.calls,
-                        name,
-                    });
-                    out.push(ToolEvent::Args {
-                        index: self.calls,
-                        fragment: args,
-                    });
-                    self.calls += 1;
+                    self.whole_call(name, args, &mut out);
                 } else if self.bare {
                     out.push(ToolEvent::Text(rest));
                 } else {
@@ -352,6 +344,19 @@ impl ToolCallParser {
         }
         self.state = State::Text;
         out
+    }
+
+    /// A call parsed in one piece: its start and all its arguments.
+    fn whole_call(&mut self, name: String, args: String, out: &mut Vec<ToolEvent>) {
+        out.push(ToolEvent::Start {
+            index: self.calls,
+            name,
+        });
+        out.push(ToolEvent::Args {
+            index: self.calls,
+            fragment: args,
+        });
+        self.calls += 1;
     }
 
     fn step_text(&mut self, out: &mut Vec<ToolEvent>) -> bool {
@@ -409,17 +414,7 @@ impl ToolCallParser {
             let body: String = self.buf[..at].to_string();
             self.buf.drain(..at + CLOSE.len());
             match parse_whole(&body) {
-                Some((name, args)) => {
-                    out.push(ToolEvent::Start {
-                        index: self.calls,
-                        name,
-                    });
-                    out.push(ToolEvent::Args {
-                        index: self.calls,
-                        fragment: args,
-                    });
-                    self.calls += 1;
-                }
+                Some((name, args)) => self.whole_call(name, args, out),
                 None => out.push(ToolEvent::Text(format!("{OPEN}{body}{CLOSE}"))),
             }
             self.state = State::Text;

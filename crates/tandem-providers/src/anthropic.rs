@@ -454,7 +454,7 @@ impl StreamTranslator {
 mod tests {
     use super::*;
     use crate::config::ProviderKind;
-    use tandem_types::openai::{ChatMessage, SamplingParams};
+    use tandem_types::openai::ChatMessage;
 
     fn cfg() -> UpstreamConfig {
         UpstreamConfig::new(
@@ -475,22 +475,7 @@ mod tests {
     }
 
     fn req(messages: Vec<ChatMessage>) -> ChatRequest {
-        ChatRequest {
-            model: "claude".into(),
-            messages,
-            sampling: SamplingParams::default(),
-            max_tokens: None,
-            n: 1,
-            stream: false,
-            include_usage: false,
-            logprobs: false,
-            top_logprobs: 0,
-            tools: Vec::new(),
-            tool_choice: Default::default(),
-            parallel_tool_calls: true,
-            response_format: Default::default(),
-            extensions: Map::new(),
-        }
+        ChatRequest::new("claude", messages)
     }
 
     #[test]

@@ -444,9 +444,9 @@ mod tests {
     }
 
     fn req() -> ChatRequest {
-        ChatRequest {
-            model: "gpt".into(),
-            messages: vec![
+        ChatRequest::new(
+            "gpt",
+            vec![
                 ChatMessage {
                     role: "developer".into(),
                     content: "be brief".into(),
@@ -460,19 +460,7 @@ mod tests {
                     ..Default::default()
                 },
             ],
-            sampling: SamplingParams::default(),
-            max_tokens: None,
-            n: 1,
-            stream: false,
-            include_usage: false,
-            logprobs: false,
-            top_logprobs: 0,
-            tools: Vec::new(),
-            tool_choice: Default::default(),
-            parallel_tool_calls: true,
-            response_format: Default::default(),
-            extensions: Map::new(),
-        }
+        )
     }
 
     #[test]

@@ -3,12 +3,12 @@
 #![allow(clippy::unwrap_used)]
 
 use futures::StreamExt;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 use tandem_providers::{
     BreakerState, ProviderError, ProviderKind, Upstream, UpstreamConfig, UpstreamStream,
 };
-use tandem_types::openai::{ChatCompletionChunk, ChatMessage, ChatRequest, SamplingParams};
+use tandem_types::openai::{ChatCompletionChunk, ChatMessage, ChatRequest};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use wiremock::matchers::{body_partial_json, header, method, path};
@@ -26,22 +26,7 @@ fn msg(role: &str, content: &str) -> ChatMessage {
 }
 
 fn req() -> ChatRequest {
-    ChatRequest {
-        model: "gpt".into(),
-        messages: vec![msg("system", "Be brief."), msg("user", "hi")],
-        sampling: SamplingParams::default(),
-        max_tokens: None,
-        n: 1,
-        stream: false,
-        include_usage: false,
-        logprobs: false,
-        top_logprobs: 0,
-        tools: Vec::new(),
-        tool_choice: Default::default(),
-        parallel_tool_calls: true,
-        response_format: Default::default(),
-        extensions: Map::new(),
-    }
+    ChatRequest::new("gpt", vec![msg("system", "Be brief."), msg("user", "hi")])
 }
 
 fn cfg(kind: ProviderKind, base: &str) -> UpstreamConfig {

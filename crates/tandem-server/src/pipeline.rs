@@ -195,8 +195,8 @@ fn answer_message(req: &ChatRequest, text: String) -> ResponseMessage {
 }
 
 /// `finish_reason` of a choice: `tool_calls` when it ended normally with calls.
-fn finish_reason(done: &DoneInfo, calls: bool) -> &'static str {
-    match (done.finish_reason.as_str(), calls) {
+fn finish_reason(reason: &'static str, calls: bool) -> &'static str {
+    match (reason, calls) {
         ("stop", true) => "tool_calls",
         (r, _) => r,
     }
@@ -282,6 +282,25 @@ fn chat_logprobs(lps: &[TokenLogprobs]) -> ChoiceLogprobs {
     }
 }
 
+/// Start every choice of a chat request (prompt, grammar, generations); returns the streams
+/// and the prompt's token count.
+fn start_chat(engine: &Engine, req: &ChatRequest) -> Result<(Vec<GenStream>, u32), ApiError> {
+    let prompt = chat_prompt(engine, req)?;
+    let constraint = chat_constraint(engine, req)?;
+    let prompt_tokens = prompt.len() as u32;
+    let lp = req.logprobs.then_some(req.top_logprobs);
+    let streams = start_all(
+        engine,
+        &[prompt],
+        req.n,
+        &req.sampling,
+        req.max_tokens,
+        lp,
+        constraint.as_ref(),
+    )?;
+    Ok((streams, prompt_tokens))
+}
+
 /// Tokenize a chat request's conversation (offering its tools unless `tool_choice` is
 /// `none`).
 pub fn chat_prompt(engine: &Engine, req: &ChatRequest) -> Result<Vec<i32>, ApiError> {
@@ -322,18 +341,7 @@ pub async fn chat_completion(
     fingerprint: &str,
 ) -> Result<ChatCompletion, ApiError> {
     let start = Instant::now();
-    let prompt = chat_prompt(engine, req)?;
-    let constraint = chat_constraint(engine, req)?;
-    let lp = req.logprobs.then_some(req.top_logprobs);
-    let streams = start_all(
-        engine,
-        &[prompt],
-        req.n,
-        &req.sampling,
-        req.max_tokens,
-        lp,
-        constraint.as_ref(),
-    )?;
+    let (streams, _) = start_chat(engine, req)?;
     let model = engine.info().name.clone();
     let results = collect_all(streams, &model, start).await;
     let mut choices = Vec::with_capacity(results.len());
@@ -343,7 +351,10 @@ pub async fn chat_completion(
         usage.prompt_tokens = c.done.prompt_tokens;
         usage.completion_tokens += c.done.completion_tokens;
         let message = answer_message(req, c.text);
-        let reason = finish_reason(&c.done, !message.tool_calls.is_empty());
+        let reason = finish_reason(
+            c.done.finish_reason.as_str(),
+            !message.tool_calls.is_empty(),
+        );
         choices.push(ChatChoice {
             index: i as u32,
             message,
@@ -540,19 +551,7 @@ pub fn chat_stream(
     on_done: Option<OnDone>,
 ) -> Result<mpsc::Receiver<SsePayload>, ApiError> {
     let start = Instant::now();
-    let prompt = chat_prompt(engine, req)?;
-    let constraint = chat_constraint(engine, req)?;
-    let prompt_tokens = prompt.len() as u32;
-    let lp = req.logprobs.then_some(req.top_logprobs);
-    let streams = start_all(
-        engine,
-        &[prompt],
-        req.n,
-        &req.sampling,
-        req.max_tokens,
-        lp,
-        constraint.as_ref(),
-    )?;
+    let (streams, prompt_tokens) = start_chat(engine, req)?;
     let model = engine.info().name.clone();
     let base = ChatCompletionChunk {
         id: new_id("chatcmpl"),
@@ -591,7 +590,6 @@ pub fn chat_stream(
     let mut parsers: Option<Vec<ToolCallParser>> = req
         .wants_tools()
         .then(|| (0..streams.len()).map(|_| ToolCallParser::new()).collect());
-    let mut ids: Vec<Vec<String>> = vec![Vec::new(); streams.len()];
     let render = move |item: StreamItem| match item {
         StreamItem::Token {
             index,
@@ -607,7 +605,7 @@ pub fn chat_stream(
                 return vec![chunk(Some(choice(index, delta, lps, None)), None)];
             };
             let events = parsers[index].push(&text);
-            tool_chunks(events, &mut ids[index], lps)
+            tool_chunks(events, lps)
                 .into_iter()
                 .map(|d| chunk(Some(choice(index, d.0, d.1, None)), None))
                 .collect()
@@ -618,17 +616,13 @@ pub fn chat_stream(
             if let Some(parsers) = parsers.as_mut() {
                 let events = parsers[index].finish();
                 out.extend(
-                    tool_chunks(events, &mut ids[index], None)
+                    tool_chunks(events, None)
                         .into_iter()
                         .map(|d| chunk(Some(choice(index, d.0, d.1, None)), None)),
                 );
                 calls = parsers[index].calls() > 0;
             }
-            let reason = if reason == "stop" && calls {
-                "tool_calls"
-            } else {
-                reason
-            };
+            let reason = finish_reason(reason, calls);
             out.push(chunk(
                 Some(choice(index, ChunkDelta::default(), None, Some(reason))),
                 None,
@@ -654,7 +648,6 @@ pub fn chat_stream(
 /// when the text is held back).
 fn tool_chunks(
     events: Vec<ToolEvent>,
-    ids: &mut Vec<String>,
     logprobs: Option<ChoiceLogprobs>,
 ) -> Vec<(ChunkDelta, Option<ChoiceLogprobs>)> {
     let mut out: Vec<(ChunkDelta, Option<ChoiceLogprobs>)> = Vec::new();
@@ -666,7 +659,6 @@ fn tool_chunks(
             },
             ToolEvent::Start { index, name } => {
                 let id = call_id();
-                ids.push(id.clone());
                 ChunkDelta {
                     tool_calls: Some(vec![ToolCallDelta {
                         index: index as u32,

@@ -43,10 +43,10 @@ pub struct Tool {
 /// `tool_choice`.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum ToolChoice {
-    /// Never call a tool.
+    /// Never call a tool (what a request without tools gets).
+    #[default]
     None,
     /// The model decides (the default when tools are given).
-    #[default]
     Auto,
     /// Call at least one tool.
     Required,
