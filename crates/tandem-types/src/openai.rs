@@ -5,6 +5,7 @@
 //! unsupported parameters are rejected with a 400 instead of being silently ignored (unless
 //! the server is configured to drop them).
 
+use crate::dialect::Dialect;
 use crate::error::ApiError;
 use crate::tools::{
     ResponseFormat, Tool, ToolCall, ToolCallDelta, ToolChoice, parse_message_tool_calls,
@@ -122,6 +123,11 @@ pub struct ChatRequest {
     pub response_format: ResponseFormat,
     /// Fields Tandem defines beyond OpenAI's (the `tandem` object), passed through untouched.
     pub extensions: Map<String, Value>,
+    /// The API the client spoke.
+    pub dialect: Dialect,
+    /// Client headers forwarded unchanged to upstreams of the client's dialect
+    /// (`anthropic-version`, `anthropic-beta`), names lower-case.
+    pub forward_headers: Vec<(String, String)>,
 }
 
 impl ChatRequest {
@@ -142,6 +148,8 @@ impl ChatRequest {
             parallel_tool_calls: true,
             response_format: ResponseFormat::Text,
             extensions: Map::new(),
+            dialect: Dialect::OpenAiChat,
+            forward_headers: Vec::new(),
         }
     }
 
@@ -244,7 +252,7 @@ pub fn parse_object(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
     }
 }
 
-fn json_type(v: &Value) -> &'static str {
+pub(crate) fn json_type(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",
@@ -256,7 +264,7 @@ fn json_type(v: &Value) -> &'static str {
 }
 
 /// Reject parameters that are not in `known`; ignore them when `drop_unknown` is set.
-fn check_unknown(
+pub(crate) fn check_unknown(
     obj: &Map<String, Value>,
     known: &[&str],
     drop_unknown: bool,
@@ -276,11 +284,11 @@ fn check_unknown(
     Ok(())
 }
 
-fn present<'a>(obj: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
+pub(crate) fn present<'a>(obj: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
     obj.get(key).filter(|v| !v.is_null())
 }
 
-fn get_str(obj: &Map<String, Value>, key: &str) -> Result<Option<String>, ApiError> {
+pub(crate) fn get_str(obj: &Map<String, Value>, key: &str) -> Result<Option<String>, ApiError> {
     match present(obj, key) {
         None => Ok(None),
         Some(Value::String(s)) => Ok(Some(s.clone())),
@@ -294,7 +302,7 @@ fn get_str(obj: &Map<String, Value>, key: &str) -> Result<Option<String>, ApiErr
     }
 }
 
-fn get_bool(obj: &Map<String, Value>, key: &str) -> Result<Option<bool>, ApiError> {
+pub(crate) fn get_bool(obj: &Map<String, Value>, key: &str) -> Result<Option<bool>, ApiError> {
     match present(obj, key) {
         None => Ok(None),
         Some(Value::Bool(b)) => Ok(Some(*b)),
@@ -308,7 +316,7 @@ fn get_bool(obj: &Map<String, Value>, key: &str) -> Result<Option<bool>, ApiErro
     }
 }
 
-fn get_f32(
+pub(crate) fn get_f32(
     obj: &Map<String, Value>,
     key: &str,
     min: f64,
@@ -337,7 +345,7 @@ fn get_f32(
     }
 }
 
-fn get_u64(
+pub(crate) fn get_u64(
     obj: &Map<String, Value>,
     key: &str,
     min: u64,
@@ -365,7 +373,7 @@ fn get_u64(
     }
 }
 
-fn get_u32(
+pub(crate) fn get_u32(
     obj: &Map<String, Value>,
     key: &str,
     min: u32,
@@ -499,7 +507,7 @@ fn parse_sampling(obj: &Map<String, Value>) -> Result<SamplingParams, ApiError> 
     })
 }
 
-fn get_model(obj: &Map<String, Value>) -> Result<String, ApiError> {
+pub(crate) fn get_model(obj: &Map<String, Value>) -> Result<String, ApiError> {
     match get_str(obj, "model")? {
         Some(m) if !m.trim().is_empty() => Ok(m),
         Some(_) => Err(ApiError::invalid(
@@ -794,6 +802,8 @@ pub fn chat_request_from_object(
         parallel_tool_calls,
         response_format,
         extensions,
+        dialect: Dialect::OpenAiChat,
+        forward_headers: Vec::new(),
     })
 }
 

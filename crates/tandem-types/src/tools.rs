@@ -68,6 +68,17 @@ impl ToolChoice {
     }
 }
 
+/// The tool fields of a request, as a dialect parser produces them.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ToolSet {
+    /// Functions the model may call.
+    pub tools: Vec<Tool>,
+    /// Whether and which to call.
+    pub tool_choice: ToolChoice,
+    /// May the model make several calls in one turn.
+    pub parallel_tool_calls: bool,
+}
+
 /// `response_format`.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub enum ResponseFormat {
@@ -172,7 +183,7 @@ pub struct FunctionCallDelta {
     pub arguments: Option<String>,
 }
 
-fn type_name(v: &Value) -> &'static str {
+pub(crate) fn type_name(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",
@@ -183,14 +194,18 @@ fn type_name(v: &Value) -> &'static str {
     }
 }
 
-fn valid_function_name(name: &str) -> bool {
+pub(crate) fn valid_function_name(name: &str) -> bool {
     (1..=MAX_FUNCTION_NAME).contains(&name.len())
         && name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
-fn opt_string(o: &Map<String, Value>, key: &str, param: &str) -> Result<Option<String>, ApiError> {
+pub(crate) fn opt_string(
+    o: &Map<String, Value>,
+    key: &str,
+    param: &str,
+) -> Result<Option<String>, ApiError> {
     match o.get(key) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s.clone())),
@@ -204,7 +219,11 @@ fn opt_string(o: &Map<String, Value>, key: &str, param: &str) -> Result<Option<S
     }
 }
 
-fn opt_bool(o: &Map<String, Value>, key: &str, param: &str) -> Result<Option<bool>, ApiError> {
+pub(crate) fn opt_bool(
+    o: &Map<String, Value>,
+    key: &str,
+    param: &str,
+) -> Result<Option<bool>, ApiError> {
     match o.get(key) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::Bool(b)) => Ok(Some(*b)),
@@ -218,7 +237,11 @@ fn opt_bool(o: &Map<String, Value>, key: &str, param: &str) -> Result<Option<boo
     }
 }
 
-fn schema_object(v: Option<&Value>, param: &str, default_empty: bool) -> Result<Value, ApiError> {
+pub(crate) fn schema_object(
+    v: Option<&Value>,
+    param: &str,
+    default_empty: bool,
+) -> Result<Value, ApiError> {
     match v {
         None | Some(Value::Null) if default_empty => {
             Ok(serde_json::json!({"type": "object", "properties": {}}))
