@@ -146,6 +146,17 @@ pub struct LedgerRecord {
     /// RAG: estimated tokens saved against sending every retrieved chunk to the LLM.
     #[serde(default)]
     pub rag_tokens_saved: i64,
+    /// The client's API: `openai`, `anthropic` or `responses` (`None` for records written
+    /// before it was recorded, and for endpoints other than chat).
+    #[serde(default)]
+    pub dialect: Option<String>,
+    /// Names of the functions the answer called, in order.
+    #[serde(default)]
+    pub tool_calls: Vec<String>,
+    /// The answer was generated under a grammar (a JSON schema, JSON mode or a tool's
+    /// parameters) on the local engine.
+    #[serde(default)]
+    pub constrained: bool,
 }
 
 impl LedgerRecord {

@@ -310,6 +310,9 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<LedgerRecord> {
         rag_mode: row.get(31)?,
         llm_tokens: row.get(32)?,
         rag_tokens_saved: row.get(33)?,
+        dialect: row.get(34)?,
+        tool_calls: json_col(row, 35)?,
+        constrained: row.get(36)?,
     })
 }
 

@@ -69,6 +69,10 @@ const MIGRATIONS: &[&str] = &[
         score REAL    NOT NULL
     );
     CREATE INDEX feedback_id ON feedback(id);",
+    // 4: agents: the client's dialect, the tool calls in the answer, schema-constrained output.
+    "ALTER TABLE requests ADD COLUMN dialect TEXT;
+    ALTER TABLE requests ADD COLUMN tool_calls TEXT NOT NULL DEFAULT '[]';
+    ALTER TABLE requests ADD COLUMN constrained INTEGER NOT NULL DEFAULT 0;",
 ];
 
 /// The schema version this build writes.

@@ -69,6 +69,9 @@ fn full_record() -> LedgerRecord {
         rag_mode: Some("compress".into()),
         llm_tokens: 321,
         rag_tokens_saved: -12,
+        dialect: Some("anthropic".into()),
+        tool_calls: strs(&["查詢保單", "get_weather"]),
+        constrained: true,
     }
 }
 
@@ -563,7 +566,7 @@ fn reopen_persists_and_checks_schema() {
     let version: i64 = conn
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 3);
+    assert_eq!(version, 4);
     let mode: String = conn
         .pragma_query_value(None, "journal_mode", |r| r.get(0))
         .unwrap();
@@ -577,7 +580,7 @@ fn reopen_persists_and_checks_schema() {
             err,
             LedgerError::SchemaTooNew {
                 found: 99,
-                supported: 3,
+                supported: 4,
                 ..
             }
         ),
@@ -763,6 +766,10 @@ fn version_1_ledgers_are_migrated_and_keep_their_records() {
     assert_eq!(
         (old.rag_kb, old.llm_tokens, old.rag_tokens_saved),
         (None, 0, 0)
+    );
+    assert_eq!(
+        (old.dialect, old.tool_calls.len(), old.constrained),
+        (None, 0, false)
     );
     let r = full_record();
     ledger.record(r.clone());
