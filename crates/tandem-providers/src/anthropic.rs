@@ -3,9 +3,18 @@
 //! # Request
 //! * `system` and `developer` messages are joined (blank line between) into the top-level
 //!   `system` string, wherever they appear in the conversation.
-//! * `tool` messages become `user` messages (Tandem does not carry tool-call ids).
-//! * Empty messages are dropped and consecutive messages of the same role are merged (blank
-//!   line between), since Anthropic requires alternating roles.
+//! * An assistant message's `tool_calls` become `tool_use` blocks (arguments parsed into
+//!   `input`); a `tool` message with a `tool_call_id` becomes a `tool_result` block of a user
+//!   turn (results first in the turn, as Anthropic requires); one without is user text.
+//! * Empty messages are dropped and consecutive messages of the same role are merged (text
+//!   joined by a blank line; a turn that is only text is sent as a string), since Anthropic
+//!   requires alternating roles.
+//! * `tools` → `name`, `description`, `input_schema`; `tool_choice` `none` / `auto` /
+//!   `required` / a function → `none` / `auto` / `any` / `tool`; `parallel_tool_calls: false`
+//!   → `disable_parallel_tool_use`.
+//! * A structured output (`response_format` JSON object or schema) is asked for as a forced
+//!   call of the tool [`JSON_TOOL`] whose `input_schema` is the schema; its input comes back
+//!   as the answer's text (finish `stop`). It cannot be combined with other tools (refused).
 //! * If the conversation would start with `assistant` (or has no user/assistant message at
 //!   all), a user message [`CONTINUE_PROMPT`] is put first, since Anthropic requires the
 //!   first message to be from the user.
@@ -18,7 +27,9 @@
 //!   [`crate::ProviderError::Unsupported`], since the response could not honour them.
 //!
 //! # Response
-//! Text blocks are concatenated (other blocks ignored); `stop_reason` `end_turn`,
+//! Text blocks are concatenated; `tool_use` blocks become `tool_calls` (streamed:
+//! `content_block_start` of a tool_use opens a call delta with id and name, each
+//! `input_json_delta` is an arguments fragment); thinking blocks are ignored; `stop_reason` `end_turn`,
 //! `stop_sequence`, `pause_turn` → `stop`, `max_tokens`, `model_context_window_exceeded` →
 //! `length`, `tool_use` → `tool_calls`, `refusal` → `content_filter`. `prompt_tokens` is
 //! `input_tokens` plus the cache-creation and cache-read input tokens (as OpenAI counts
@@ -35,6 +46,7 @@ use tandem_types::openai::{
     ChatChoice, ChatCompletion, ChatCompletionChunk, ChatRequest, ChunkChoice, ChunkDelta,
     ResponseMessage, Usage,
 };
+use tandem_types::tools::{FunctionCallDelta, ResponseFormat, ToolCall, ToolCallDelta, ToolChoice};
 
 /// The user message put first when a conversation would otherwise start with the assistant.
 pub const CONTINUE_PROMPT: &str = "(continue)";
@@ -65,46 +77,70 @@ pub(crate) fn build_body(
             "Anthropic does not return log-probabilities.",
         ));
     }
-    // Not yet translated to tool_use / tool_result blocks: refused, never dropped.
-    if !req.tools.is_empty() || req.messages.iter().any(|m| !m.tool_calls.is_empty()) {
-        return Err(unsupported(
-            "tools",
-            "Tool calls are not yet translated for Anthropic upstreams.",
-        ));
-    }
-    if req.response_format.is_structured() {
+    if json_tool(req) && !req.tools.is_empty() {
         return Err(unsupported(
             "response_format",
-            "Structured outputs are not yet translated for Anthropic upstreams.",
+            "Anthropic upstreams get structured outputs as a forced tool call, which cannot be combined with other tools.",
         ));
     }
     let mut system: Vec<&str> = Vec::new();
-    let mut msgs: Vec<(&'static str, String)> = Vec::new();
+    let mut msgs: Vec<(&'static str, Vec<Value>)> = Vec::new();
     for m in &req.messages {
-        if m.content.trim().is_empty() {
-            continue;
-        }
+        let mut blocks: Vec<Value> = Vec::new();
         let role = match m.role.as_str() {
             "system" | "developer" => {
-                system.push(&m.content);
+                if !m.content.trim().is_empty() {
+                    system.push(&m.content);
+                }
                 continue;
             }
             "assistant" => "assistant",
             _ => "user",
         };
-        match msgs.last_mut() {
-            Some((r, text)) if *r == role => {
-                text.push_str("\n\n");
-                text.push_str(&m.content);
+        match (m.role.as_str(), &m.tool_call_id) {
+            ("tool", Some(id)) => blocks.push(json!({"type": "tool_result", "tool_use_id": id,
+                "content": m.content})),
+            _ if !m.content.trim().is_empty() => {
+                blocks.push(json!({"type": "text", "text": m.content}))
             }
-            _ => msgs.push((role, m.content.clone())),
+            _ => {}
+        }
+        for c in &m.tool_calls {
+            let input = match serde_json::from_str::<Value>(&c.function.arguments) {
+                Ok(v @ Value::Object(_)) => v,
+                _ => json!({}),
+            };
+            blocks.push(
+                json!({"type": "tool_use", "id": c.id, "name": c.function.name,
+                "input": input}),
+            );
+        }
+        if blocks.is_empty() {
+            continue;
+        }
+        match msgs.last_mut() {
+            Some((r, prev)) if *r == role => prev.extend(blocks),
+            _ => msgs.push((role, blocks)),
         }
     }
     if msgs.first().is_none_or(|(r, _)| *r == "assistant") {
-        msgs.insert(0, ("user", CONTINUE_PROMPT.to_string()));
+        msgs.insert(
+            0,
+            (
+                "user",
+                vec![json!({"type": "text", "text": CONTINUE_PROMPT})],
+            ),
+        );
     }
-    if let Some((role, text)) = msgs.last_mut()
+    // Anthropic wants tool results first in a user turn.
+    for (role, blocks) in &mut msgs {
+        if *role == "user" {
+            blocks.sort_by_key(|b| b["type"] != "tool_result");
+        }
+    }
+    if let Some((role, blocks)) = msgs.last_mut()
         && *role == "assistant"
+        && let Some(Value::String(text)) = blocks.last_mut().and_then(|b| b.get_mut("text"))
     {
         let trimmed = text.trim_end().len();
         text.truncate(trimmed);
@@ -118,10 +154,50 @@ pub(crate) fn build_body(
         "messages".into(),
         Value::Array(
             msgs.into_iter()
-                .map(|(role, content)| json!({"role": role, "content": content}))
+                .map(|(role, blocks)| json!({"role": role, "content": content_of(blocks)}))
                 .collect(),
         ),
     );
+    if !req.tools.is_empty() {
+        let tools: Vec<Value> = req
+            .tools
+            .iter()
+            .map(|t| {
+                let mut o = Map::new();
+                o.insert("name".into(), json!(t.function.name));
+                if let Some(d) = &t.function.description {
+                    o.insert("description".into(), json!(d));
+                }
+                o.insert("input_schema".into(), t.function.parameters.clone());
+                Value::Object(o)
+            })
+            .collect();
+        b.insert("tools".into(), Value::Array(tools));
+        let mut choice = match &req.tool_choice {
+            ToolChoice::None => json!({"type": "none"}),
+            ToolChoice::Auto => json!({"type": "auto"}),
+            ToolChoice::Required => json!({"type": "any"}),
+            ToolChoice::Function(n) => json!({"type": "tool", "name": n}),
+        };
+        if !req.parallel_tool_calls && req.tool_choice != ToolChoice::None {
+            choice["disable_parallel_tool_use"] = json!(true);
+        }
+        b.insert("tool_choice".into(), choice);
+    } else if json_tool(req) {
+        let schema = match &req.response_format {
+            ResponseFormat::JsonSchema { schema, .. } => schema.clone(),
+            _ => json!({"type": "object"}),
+        };
+        b.insert(
+            "tools".into(),
+            json!([{"name": JSON_TOOL, "description": "Give the answer as this tool's input.",
+                "input_schema": schema}]),
+        );
+        b.insert(
+            "tool_choice".into(),
+            json!({"type": "tool", "name": JSON_TOOL}),
+        );
+    }
     b.insert(
         "max_tokens".into(),
         json!(req.max_tokens.unwrap_or(cfg.anthropic_max_tokens)),
@@ -156,6 +232,26 @@ pub(crate) fn build_body(
         );
     }
     Ok(Value::Object(b))
+}
+
+/// The tool a structured output is asked for with (`tool_choice` forces it); its input is
+/// the answer.
+pub const JSON_TOOL: &str = "json_output";
+
+/// Whether `req` asks for JSON, which an Anthropic upstream gives as a forced [`JSON_TOOL`]
+/// call whose input becomes the answer's text.
+pub(crate) fn json_tool(req: &ChatRequest) -> bool {
+    req.response_format.is_structured()
+}
+
+/// A turn's content: a string when it is only text (joined by blank lines), else blocks.
+fn content_of(blocks: Vec<Value>) -> Value {
+    if blocks.iter().all(|b| b["type"] == "text") {
+        let texts: Vec<&str> = blocks.iter().filter_map(|b| b["text"].as_str()).collect();
+        Value::String(texts.join("\n\n"))
+    } else {
+        Value::Array(blocks)
+    }
 }
 
 /// OpenAI `finish_reason` for an Anthropic `stop_reason`.
@@ -196,6 +292,12 @@ struct WireBlock {
     kind: String,
     #[serde(default)]
     text: Option<String>,
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    input: Option<Value>,
 }
 
 #[derive(Deserialize)]
@@ -219,17 +321,39 @@ fn fault_of(v: &Value) -> Option<Fault> {
     })
 }
 
-/// Parse a non-streaming Messages response into a chat completion.
-pub(crate) fn parse_message(body: &[u8], cfg: &UpstreamConfig) -> Result<ChatCompletion, Fault> {
+/// Parse a non-streaming Messages response into a chat completion. With `json` (the
+/// request asked for structured output, see [`json_tool`]) the forced tool's input is the
+/// answer's text.
+pub(crate) fn parse_message(
+    body: &[u8],
+    cfg: &UpstreamConfig,
+    json: bool,
+) -> Result<ChatCompletion, Fault> {
     let v = json_body(body, fault_of)?;
     let m: WireMessage = serde_json::from_value(v)
         .map_err(|e| Fault::Protocol(format!("unexpected message shape: {e}")))?;
-    let text: String = m
-        .content
-        .iter()
-        .filter(|b| b.kind == "text")
-        .filter_map(|b| b.text.as_deref())
-        .collect();
+    let mut text = String::new();
+    let mut calls = Vec::new();
+    for b in &m.content {
+        match b.kind.as_str() {
+            "text" => text.push_str(b.text.as_deref().unwrap_or("")),
+            "tool_use" if json && b.name.as_deref() == Some(JSON_TOOL) => {
+                text.push_str(&b.input.clone().unwrap_or_else(|| json!({})).to_string());
+            }
+            "tool_use" => calls.push(ToolCall::function(
+                b.id.clone().unwrap_or_else(random_id),
+                b.name.clone().unwrap_or_default(),
+                b.input.clone().unwrap_or_else(|| json!({})).to_string(),
+            )),
+            _ => {}
+        }
+    }
+    let mut finish = finish_reason(m.stop_reason.as_deref().unwrap_or(""));
+    if json && finish == "tool_calls" {
+        finish = "stop";
+    }
+    let mut message = ResponseMessage::text(text);
+    message.tool_calls = calls;
     let usage = m.usage.unwrap_or_default();
     Ok(ChatCompletion {
         id: m.id.filter(|s| !s.is_empty()).unwrap_or_else(random_id),
@@ -242,9 +366,9 @@ pub(crate) fn parse_message(body: &[u8], cfg: &UpstreamConfig) -> Result<ChatCom
         system_fingerprint: String::new(),
         choices: vec![ChatChoice {
             index: 0,
-            message: ResponseMessage::text(text),
+            message,
             logprobs: None,
-            finish_reason: Some(finish_reason(m.stop_reason.as_deref().unwrap_or("")).into()),
+            finish_reason: Some(finish.into()),
         }],
         usage: Usage::new(
             usage.prompt_tokens().unwrap_or(0),
@@ -272,10 +396,15 @@ pub(crate) struct StreamTranslator {
     completion_tokens: u32,
     finish: Option<&'static str>,
     started: bool,
+    /// Structured output: the forced tool's input is streamed as text.
+    json: bool,
+    /// Tool calls started so far; the open block's call index.
+    calls: u32,
+    open_call: Option<u32>,
 }
 
 impl StreamTranslator {
-    pub(crate) fn new(cfg: &UpstreamConfig) -> Self {
+    pub(crate) fn new(cfg: &UpstreamConfig, json: bool) -> Self {
         StreamTranslator {
             id: random_id(),
             model: cfg.model.clone(),
@@ -284,7 +413,22 @@ impl StreamTranslator {
             completion_tokens: 0,
             finish: None,
             started: false,
+            json,
+            calls: 0,
+            open_call: None,
         }
+    }
+
+    fn call_delta(&mut self, d: ToolCallDelta, out: &mut Vec<ChatCompletionChunk>) {
+        self.start(out);
+        let c = self.delta(
+            ChunkDelta {
+                tool_calls: Some(vec![d]),
+                ..ChunkDelta::default()
+            },
+            None,
+        );
+        out.push(c);
     }
 
     fn chunk(&self, choices: Vec<ChunkChoice>, usage: Option<Usage>) -> ChatCompletionChunk {
@@ -398,22 +542,69 @@ impl StreamTranslator {
             }
             "content_block_start" => {
                 let block = v.get("content_block");
-                if block.and_then(|b| b.get("type")).and_then(Value::as_str) == Some("text") {
-                    let text = block
-                        .and_then(|b| b.get("text"))
+                let field = |k: &str| {
+                    block
+                        .and_then(|b| b.get(k))
                         .and_then(Value::as_str)
-                        .unwrap_or("");
-                    self.text(text, out);
+                        .unwrap_or("")
+                        .to_string()
+                };
+                self.open_call = None;
+                match block.and_then(|b| b.get("type")).and_then(Value::as_str) {
+                    Some("text") => self.text(&field("text"), out),
+                    Some("tool_use") if self.json => self.start(out),
+                    Some("tool_use") => {
+                        let index = self.calls;
+                        self.calls += 1;
+                        self.open_call = Some(index);
+                        self.call_delta(
+                            ToolCallDelta {
+                                index,
+                                id: Some(field("id")),
+                                kind: Some("function".into()),
+                                function: Some(FunctionCallDelta {
+                                    name: Some(field("name")),
+                                    arguments: Some(String::new()),
+                                }),
+                            },
+                            out,
+                        );
+                    }
+                    _ => {}
                 }
             }
             "content_block_delta" => {
                 let delta = v.get("delta");
-                if delta.and_then(|d| d.get("type")).and_then(Value::as_str) == Some("text_delta") {
-                    let text = delta
-                        .and_then(|d| d.get("text"))
+                let field = |k: &str, what: &str| {
+                    delta
+                        .and_then(|d| d.get(k))
                         .and_then(Value::as_str)
-                        .ok_or_else(|| Fault::Protocol("text_delta without text".into()))?;
-                    self.text(text, out);
+                        .map(str::to_string)
+                        .ok_or_else(|| Fault::Protocol(format!("{what} without {k}")))
+                };
+                match delta.and_then(|d| d.get("type")).and_then(Value::as_str) {
+                    Some("text_delta") => self.text(&field("text", "text_delta")?, out),
+                    Some("input_json_delta") => {
+                        let part = field("partial_json", "input_json_delta")?;
+                        if self.json {
+                            self.text(&part, out);
+                        } else if let Some(index) = self.open_call
+                            && !part.is_empty()
+                        {
+                            self.call_delta(
+                                ToolCallDelta {
+                                    index,
+                                    function: Some(FunctionCallDelta {
+                                        name: None,
+                                        arguments: Some(part),
+                                    }),
+                                    ..ToolCallDelta::default()
+                                },
+                                out,
+                            );
+                        }
+                    }
+                    _ => {}
                 }
             }
             "message_delta" => {
@@ -422,7 +613,12 @@ impl StreamTranslator {
                     .and_then(|d| d.get("stop_reason"))
                     .and_then(Value::as_str)
                 {
-                    self.finish = Some(finish_reason(r));
+                    let f = finish_reason(r);
+                    self.finish = Some(if self.json && f == "tool_calls" {
+                        "stop"
+                    } else {
+                        f
+                    });
                 }
                 self.usage(v.get("usage"));
             }
@@ -562,6 +758,7 @@ mod tests {
                 "stop_reason":"max_tokens","stop_sequence":null,
                 "usage":{"input_tokens":10,"output_tokens":2,"cache_read_input_tokens":5}}"#,
             &cfg(),
+            false,
         )
         .unwrap();
         assert_eq!(c.id, "msg_1");
@@ -580,7 +777,8 @@ mod tests {
         assert_eq!(
             parse_message(
                 br#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#,
-                &cfg()
+                &cfg(),
+                false
             )
             .unwrap_err(),
             Fault::Upstream {
@@ -589,7 +787,7 @@ mod tests {
             }
         );
         assert!(matches!(
-            parse_message(br#"{"id":"x"}"#, &cfg()),
+            parse_message(br#"{"id":"x"}"#, &cfg(), false),
             Err(Fault::Protocol(_))
         ));
     }
@@ -603,7 +801,7 @@ mod tests {
 
     #[test]
     fn stream_mapping() {
-        let mut t = StreamTranslator::new(&cfg());
+        let mut t = StreamTranslator::new(&cfg(), false);
         let mut out = Vec::new();
         let events = [
             ev(
@@ -659,7 +857,7 @@ mod tests {
 
     #[test]
     fn stream_error_event() {
-        let mut t = StreamTranslator::new(&cfg());
+        let mut t = StreamTranslator::new(&cfg(), false);
         let mut out = Vec::new();
         let e = t
             .on_event(

@@ -73,6 +73,12 @@ impl std::fmt::Debug for Upstream {
 }
 
 /// An error and its sources, joined with `: ` (reqwest's own message is terse).
+/// Per-request settings of an upstream call (see [`Upstream::call`]).
+struct Call {
+    headers: HeaderMap,
+    json: bool,
+}
+
 pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut src = e.source();
@@ -179,7 +185,10 @@ impl Upstream {
     pub async fn chat(&self, req: &ChatRequest) -> Result<UpstreamReply, ProviderError> {
         let sent = self.build_body(req, false)?;
         let body = Bytes::from(serde_json::to_vec(&sent).map_err(|e| self.protocol(e))?);
-        let (completion, attempts, permit) = self.with_retries(|| self.attempt_chat(&body)).await?;
+        let call = self.call(req);
+        let (completion, attempts, permit) = self
+            .with_retries(|| self.attempt_chat(&body, &call))
+            .await?;
         permit.success();
         Ok(UpstreamReply {
             completion,
@@ -194,8 +203,10 @@ impl Upstream {
     pub async fn chat_stream(&self, req: &ChatRequest) -> Result<UpstreamStream, ProviderError> {
         let sent = self.build_body(req, true)?;
         let body = Bytes::from(serde_json::to_vec(&sent).map_err(|e| self.protocol(e))?);
-        let ((first, state), attempts, permit) =
-            self.with_retries(|| self.attempt_stream(&body)).await?;
+        let call = self.call(req);
+        let ((first, state), attempts, permit) = self
+            .with_retries(|| self.attempt_stream(&body, &call))
+            .await?;
         // A probe is settled by the first chunk, so that the circuit closes without waiting
         // for a long stream to finish. Otherwise the request is counted once, when the
         // stream ends: a success, or a failure if it broke (dropping it early is neutral).
@@ -305,19 +316,51 @@ impl Upstream {
         }
     }
 
-    fn request(&self, body: &Bytes, accept: &'static str) -> reqwest::RequestBuilder {
+    /// What one request needs beyond its body: for an Anthropic upstream, the client's
+    /// `anthropic-version` / `anthropic-beta` headers (forwarded unchanged; they replace the
+    /// configured version) and whether a structured output comes back as a forced tool call.
+    fn call(&self, req: &ChatRequest) -> Call {
+        let mut headers = HeaderMap::new();
+        if self.cfg.kind == ProviderKind::Anthropic {
+            for (k, v) in &req.forward_headers {
+                if let (Ok(n), Ok(v)) = (
+                    HeaderName::from_bytes(k.as_bytes()),
+                    HeaderValue::from_str(v),
+                ) {
+                    headers.append(n, v);
+                }
+            }
+        }
+        Call {
+            headers,
+            json: self.cfg.kind == ProviderKind::Anthropic && anthropic::json_tool(req),
+        }
+    }
+
+    fn request(&self, body: &Bytes, accept: &'static str, call: &Call) -> reqwest::RequestBuilder {
+        let mut headers = self.headers.clone();
+        for name in call.headers.keys() {
+            headers.remove(name);
+        }
+        for (name, value) in &call.headers {
+            headers.append(name, value.clone());
+        }
         self.client
             .post(self.url.clone())
-            .headers(self.headers.clone())
+            .headers(headers)
             .header(ACCEPT, accept)
             .body(body.clone())
     }
 
-    async fn attempt_chat(&self, body: &Bytes) -> Result<ChatCompletion, ProviderError> {
+    async fn attempt_chat(
+        &self,
+        body: &Bytes,
+        call: &Call,
+    ) -> Result<ChatCompletion, ProviderError> {
         let after = self.cfg.request_timeout;
         let work = async {
             let resp = self
-                .request(body, "application/json")
+                .request(body, "application/json", call)
                 .send()
                 .await
                 .map_err(|e| self.transport(e, "response", after))?;
@@ -332,7 +375,7 @@ impl Upstream {
             }
             match self.cfg.kind {
                 ProviderKind::OpenAi => openai::parse_completion(&bytes, &self.cfg),
-                ProviderKind::Anthropic => anthropic::parse_message(&bytes, &self.cfg),
+                ProviderKind::Anthropic => anthropic::parse_message(&bytes, &self.cfg, call.json),
             }
             .map_err(|f| self.fault(f))
         };
@@ -349,6 +392,7 @@ impl Upstream {
     async fn attempt_stream(
         &self,
         body: &Bytes,
+        call: &Call,
     ) -> Result<(Option<ChatCompletionChunk>, StreamState), ProviderError> {
         let after = self.cfg.request_timeout;
         let deadline = Instant::now() + after;
@@ -357,11 +401,13 @@ impl Upstream {
             after,
             phase: "first byte",
         };
-        let resp =
-            tokio::time::timeout_at(deadline, self.request(body, "text/event-stream").send())
-                .await
-                .map_err(|_| timeout())?
-                .map_err(|e| self.transport(e, "first byte", after))?;
+        let resp = tokio::time::timeout_at(
+            deadline,
+            self.request(body, "text/event-stream", call).send(),
+        )
+        .await
+        .map_err(|_| timeout())?
+        .map_err(|e| self.transport(e, "first byte", after))?;
         let status = resp.status().as_u16();
         let content_type = resp
             .headers()
@@ -386,7 +432,7 @@ impl Upstream {
         let translator = match self.cfg.kind {
             ProviderKind::OpenAi => Translator::OpenAi(openai::StreamTranslator::new(&self.cfg)),
             ProviderKind::Anthropic => {
-                Translator::Anthropic(anthropic::StreamTranslator::new(&self.cfg))
+                Translator::Anthropic(anthropic::StreamTranslator::new(&self.cfg, call.json))
             }
         };
         let settings = StreamSettings {

@@ -941,3 +941,194 @@ fn upstream_types_are_shareable() {
     send_sync::<ProviderError>();
     send::<UpstreamStream>();
 }
+
+fn weather_tool() -> tandem_types::tools::Tool {
+    tandem_types::tools::Tool {
+        kind: "function".into(),
+        function: tandem_types::tools::FunctionDef {
+            name: "weather".into(),
+            description: Some("Current weather".into()),
+            parameters: json!({"type": "object", "properties": {"city": {"type": "string"}}}),
+            strict: None,
+        },
+    }
+}
+
+/// A conversation with a call and its result, offering the tool again.
+fn tool_req() -> ChatRequest {
+    let mut r = req();
+    let mut call = msg("assistant", "Checking.");
+    call.tool_calls
+        .push(tandem_types::tools::ToolCall::function(
+            "toolu_1",
+            "weather",
+            r#"{"city": "Taipei"}"#.into(),
+        ));
+    r.messages.push(call);
+    let mut result = msg("tool", "23C");
+    result.tool_call_id = Some("toolu_1".into());
+    r.messages.push(result);
+    r.messages.push(msg("user", "And Tainan?"));
+    r.tools.push(weather_tool());
+    r.tool_choice = tandem_types::tools::ToolChoice::Required;
+    r.parallel_tool_calls = false;
+    r.forward_headers = vec![
+        ("anthropic-version".into(), "2023-06-01".into()),
+        (
+            "anthropic-beta".into(),
+            "fine-grained-tool-streaming-2025-05-14".into(),
+        ),
+    ];
+    r
+}
+
+#[tokio::test]
+async fn anthropic_tools_are_translated_both_ways_and_client_headers_forwarded() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/messages"))
+        .and(header("anthropic-beta", "fine-grained-tool-streaming-2025-05-14"))
+        .and(header("anthropic-version", "2023-06-01"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "id": "msg_02", "type": "message", "role": "assistant", "model": "claude-real",
+            "content": [{"type": "text", "text": "Let me look."},
+                {"type": "tool_use", "id": "toolu_2", "name": "weather", "input": {"city": "Tainan"}}],
+            "stop_reason": "tool_use", "stop_sequence": null,
+            "usage": {"input_tokens": 30, "output_tokens": 9}
+        })))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let reply = anthropic(&server).chat(&tool_req()).await.unwrap();
+    let sent = &bodies(&server).await[0];
+    assert_eq!(
+        sent["messages"],
+        json!([
+            {"role": "user", "content": "hi"},
+            {"role": "assistant", "content": [
+                {"type": "text", "text": "Checking."},
+                {"type": "tool_use", "id": "toolu_1", "name": "weather", "input": {"city": "Taipei"}}]},
+            {"role": "user", "content": [
+                {"type": "tool_result", "tool_use_id": "toolu_1", "content": "23C"},
+                {"type": "text", "text": "And Tainan?"}]}
+        ])
+    );
+    assert_eq!(
+        sent["tools"],
+        json!([{"name": "weather", "description": "Current weather",
+            "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}}}])
+    );
+    assert_eq!(
+        sent["tool_choice"],
+        json!({"type": "any", "disable_parallel_tool_use": true})
+    );
+    let ch = &reply.completion.choices[0];
+    assert_eq!(ch.finish_reason.as_deref(), Some("tool_calls"));
+    assert_eq!(ch.message.content, "Let me look.");
+    assert_eq!(ch.message.tool_calls[0].id, "toolu_2");
+    assert_eq!(ch.message.tool_calls[0].function.name, "weather");
+    let args: Value = serde_json::from_str(&ch.message.tool_calls[0].function.arguments).unwrap();
+    assert_eq!(args, json!({"city": "Tainan"}));
+}
+
+#[tokio::test]
+async fn anthropic_streamed_tool_use_becomes_tool_call_deltas() {
+    let server = MockServer::start().await;
+    let mut s = String::new();
+    let mut ev = |name: &str, data: Value| s.push_str(&format!("event: {name}\ndata: {data}\n\n"));
+    ev(
+        "message_start",
+        json!({"type": "message_start", "message": {"id": "msg_8", "model": "claude-real",
+        "usage": {"input_tokens": 30, "output_tokens": 1}}}),
+    );
+    ev(
+        "content_block_start",
+        json!({"type": "content_block_start", "index": 0,
+        "content_block": {"type": "tool_use", "id": "toolu_3", "name": "weather", "input": {}}}),
+    );
+    for part in ["{\"city\": ", "\"Tainan\"}"] {
+        ev(
+            "content_block_delta",
+            json!({"type": "content_block_delta", "index": 0,
+            "delta": {"type": "input_json_delta", "partial_json": part}}),
+        );
+    }
+    ev(
+        "content_block_stop",
+        json!({"type": "content_block_stop", "index": 0}),
+    );
+    ev(
+        "message_delta",
+        json!({"type": "message_delta", "delta": {"stop_reason": "tool_use"},
+        "usage": {"output_tokens": 12}}),
+    );
+    ev("message_stop", json!({"type": "message_stop"}));
+    Mock::given(method("POST"))
+        .and(path("/v1/messages"))
+        .respond_with(ResponseTemplate::new(200).set_body_raw(s, "text/event-stream"))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let st = anthropic(&server).chat_stream(&tool_req()).await.unwrap();
+    let (chunks, err) = collect(st).await;
+    assert!(err.is_none(), "{err:?}");
+    let deltas: Vec<_> = chunks
+        .iter()
+        .flat_map(|c| c.choices.iter())
+        .flat_map(|c| c.delta.tool_calls.iter().flatten())
+        .collect();
+    assert_eq!(deltas[0].id.as_deref(), Some("toolu_3"));
+    assert_eq!(
+        deltas[0].function.as_ref().unwrap().name.as_deref(),
+        Some("weather")
+    );
+    let args: String = deltas
+        .iter()
+        .filter_map(|d| d.function.as_ref()?.arguments.clone())
+        .collect();
+    assert_eq!(args, "{\"city\": \"Tainan\"}");
+    assert!(deltas.iter().all(|d| d.index == 0));
+    let finish = chunks
+        .iter()
+        .flat_map(|c| c.choices.iter())
+        .find_map(|c| c.finish_reason.clone());
+    assert_eq!(finish.as_deref(), Some("tool_calls"));
+}
+
+#[tokio::test]
+async fn anthropic_structured_output_is_a_forced_tool_whose_input_is_the_answer() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/messages"))
+        .and(body_partial_json(
+            json!({"tool_choice": {"type": "tool", "name": "json_output"}}),
+        ))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "id": "msg_03", "type": "message", "role": "assistant", "model": "claude-real",
+            "content": [{"type": "tool_use", "id": "toolu_9", "name": "json_output",
+                "input": {"name": "王小明", "age": 42}}],
+            "stop_reason": "tool_use", "usage": {"input_tokens": 5, "output_tokens": 5}
+        })))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let mut r = req();
+    let schema = json!({"type": "object", "properties": {"name": {"type": "string"}, "age": {"type": "integer"}}});
+    r.response_format = tandem_types::tools::ResponseFormat::JsonSchema {
+        name: "person".into(),
+        schema: schema.clone(),
+        strict: true,
+    };
+    let reply = anthropic(&server).chat(&r).await.unwrap();
+    assert_eq!(reply.sent["tools"][0]["input_schema"], schema);
+    let ch = &reply.completion.choices[0];
+    assert!(ch.message.tool_calls.is_empty());
+    assert_eq!(ch.finish_reason.as_deref(), Some("stop"));
+    let v: Value = serde_json::from_str(&ch.message.content).unwrap();
+    assert_eq!(v, json!({"name": "王小明", "age": 42}));
+    // Combined with other tools it is refused, never silently dropped.
+    r.tools.push(weather_tool());
+    r.tool_choice = tandem_types::tools::ToolChoice::Auto;
+    let e = anthropic(&server).chat(&r).await.unwrap_err();
+    assert_eq!(e.to_api_error().param.as_deref(), Some("response_format"));
+}
