@@ -5,8 +5,78 @@
 //! confidence), the lowest single-token log-probability, and the mean entropy of the top-k
 //! distribution at each position (an approximation of the full entropy from the alternatives
 //! the engine returns). A refusal ("I don't know", 「不知道」) also escalates when enabled.
+//!
+//! A tool call or a structured answer is also checked for shape ([`structure_faults`]): a
+//! call to a function the request did not offer, arguments or an answer that are not JSON or
+//! fail their schema (possible from a remote model or an unconstrained one), no call when
+//! one was required. Any such fault escalates.
 
 use serde::Serialize;
+use serde_json::Value;
+use tandem_types::openai::{ChatRequest, ResponseMessage};
+use tandem_types::tools::{ResponseFormat, ToolChoice};
+
+fn schema_fault(schema: &Value, v: &Value) -> Option<String> {
+    match jsonschema::validator_for(schema) {
+        Ok(validator) => validator
+            .iter_errors(v)
+            .next()
+            .map(|e| format!("{e} at '{}'", e.instance_path())),
+        // A schema the validator cannot compile is not the answer's fault.
+        Err(_) => None,
+    }
+}
+
+/// What is wrong with the shape of an answer to `req`: each fault in words (empty: none).
+pub fn structure_faults(req: &ChatRequest, answer: &ResponseMessage) -> Vec<String> {
+    let mut out = Vec::new();
+    if req.wants_tools() {
+        for call in &answer.tool_calls {
+            let name = &call.function.name;
+            let Some(tool) = req.tools.iter().find(|t| &t.function.name == name) else {
+                out.push(format!(
+                    "called function '{name}', which the request does not offer"
+                ));
+                continue;
+            };
+            match serde_json::from_str::<Value>(&call.function.arguments) {
+                Ok(args) => {
+                    if let Some(f) = schema_fault(&tool.function.parameters, &args) {
+                        out.push(format!("arguments of '{name}' fail its schema: {f}"));
+                    }
+                }
+                Err(e) => out.push(format!("arguments of '{name}' are not JSON: {e}")),
+            }
+        }
+        let required = matches!(
+            req.tool_choice,
+            ToolChoice::Required | ToolChoice::Function(_)
+        );
+        if required && answer.tool_calls.is_empty() {
+            out.push("no tool call although one was required".to_string());
+        }
+        if let ToolChoice::Function(f) = &req.tool_choice
+            && answer.tool_calls.iter().any(|c| &c.function.name != f)
+        {
+            out.push(format!("called another function than the required '{f}'"));
+        }
+    }
+    if req.response_format.is_structured() && answer.tool_calls.is_empty() {
+        match serde_json::from_str::<Value>(&answer.content) {
+            Ok(v) => match &req.response_format {
+                ResponseFormat::JsonSchema { schema, .. } => {
+                    if let Some(f) = schema_fault(schema, &v) {
+                        out.push(format!("the answer fails the response schema: {f}"));
+                    }
+                }
+                _ if !v.is_object() => out.push("the answer is JSON but not an object".into()),
+                _ => {}
+            },
+            Err(e) => out.push(format!("the answer is not JSON: {e}")),
+        }
+    }
+    out
+}
 
 /// One generated token's log-probability and its top alternatives' log-probabilities.
 #[derive(Debug, Clone, PartialEq)]
@@ -186,6 +256,74 @@ pub fn judge(text: &str, tokens: &[TokenScore], t: &Thresholds) -> Verdict {
         escalate,
         reasons,
         confidence: c,
+    }
+}
+
+#[cfg(test)]
+mod structure_tests {
+    use super::structure_faults;
+    use serde_json::json;
+    use tandem_types::openai::{ChatMessage, ChatRequest, ResponseMessage};
+    use tandem_types::tools::{FunctionDef, ResponseFormat, Tool, ToolCall, ToolChoice};
+
+    fn req() -> ChatRequest {
+        let mut r = ChatRequest::new("m", vec![ChatMessage::new("user", "hi")]);
+        r.tools = vec![Tool {
+            kind: "function".into(),
+            function: FunctionDef {
+                name: "get_weather".into(),
+                description: None,
+                parameters: json!({"type": "object", "properties": {"city": {"type": "string"}},
+                    "required": ["city"]}),
+                strict: None,
+            },
+        }];
+        r.tool_choice = ToolChoice::Auto;
+        r
+    }
+
+    fn called(name: &str, args: &str) -> ResponseMessage {
+        let mut m = ResponseMessage::text("");
+        m.tool_calls = vec![ToolCall::function("call_1", name, args.to_string())];
+        m
+    }
+
+    #[test]
+    fn good_calls_and_answers_have_no_fault() {
+        assert!(structure_faults(&req(), &called("get_weather", r#"{"city": "台北"}"#)).is_empty());
+        assert!(structure_faults(&req(), &ResponseMessage::text("It is sunny.")).is_empty());
+    }
+
+    #[test]
+    fn each_fault_is_named() {
+        let r = req();
+        let f = structure_faults(&r, &called("get_time", "{}"));
+        assert!(
+            f[0].contains("'get_time'") && f[0].contains("does not offer"),
+            "{f:?}"
+        );
+        let f = structure_faults(&r, &called("get_weather", "{city"));
+        assert!(f[0].contains("not JSON"), "{f:?}");
+        let f = structure_faults(&r, &called("get_weather", r#"{"city": 3}"#));
+        assert!(f[0].contains("fail its schema"), "{f:?}");
+        let mut forced = req();
+        forced.tool_choice = ToolChoice::Required;
+        let f = structure_faults(&forced, &ResponseMessage::text("no"));
+        assert_eq!(f, ["no tool call although one was required"]);
+        let mut json = ChatRequest::new("m", vec![ChatMessage::new("user", "hi")]);
+        json.response_format = ResponseFormat::JsonSchema {
+            name: "o".into(),
+            schema: json!({"type": "object", "required": ["n"], "properties": {"n": {"type": "integer"}}}),
+            strict: true,
+        };
+        assert!(structure_faults(&json, &ResponseMessage::text(r#"{"n": 2}"#)).is_empty());
+        let f = structure_faults(&json, &ResponseMessage::text(r#"{"n": "two"}"#));
+        assert!(f[0].contains("fails the response schema"), "{f:?}");
+        let f = structure_faults(&json, &ResponseMessage::text("two"));
+        assert!(f[0].contains("not JSON"), "{f:?}");
+        json.response_format = ResponseFormat::JsonObject;
+        let f = structure_faults(&json, &ResponseMessage::text("[1]"));
+        assert!(f[0].contains("not an object"), "{f:?}");
     }
 }
 

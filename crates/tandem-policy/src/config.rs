@@ -489,6 +489,12 @@ pub struct RawCondition {
     /// The learned router's probability that the SLM's answer is good enough (needs
     /// `router.file`).
     pub slm_win_probability: Option<Range>,
+    /// `true`: the request offers tools the model may call (`tool_choice` not `none`);
+    /// `false`: it offers none.
+    pub tools: Option<bool>,
+    /// `true`: the answer must be JSON (`response_format` / `text.format` JSON object or
+    /// schema); `false`: free text.
+    pub structured_output: Option<bool>,
     /// Every sub-condition matches.
     pub all: Option<Vec<RawCondition>>,
     /// At least one sub-condition matches.

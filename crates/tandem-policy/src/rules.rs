@@ -71,6 +71,10 @@ pub enum Cond {
     /// The learned router's probability that the SLM's answer is good enough, in range (no
     /// router or no text: no match).
     SlmWin(Range),
+    /// The request offers callable tools (`true`) or none (`false`).
+    Tools(bool),
+    /// The answer must be JSON (`true`) or free text (`false`).
+    StructuredOutput(bool),
     /// All hold.
     All(Vec<Cond>),
     /// One holds.
@@ -316,6 +320,12 @@ fn compile_cond(c: &RawCondition, issues: &mut Issues, route: &Spanned<String>) 
             }
         }
         parts.push(Cond::SlmWin(*r));
+    }
+    if let Some(t) = c.tools {
+        parts.push(Cond::Tools(t));
+    }
+    if let Some(t) = c.structured_output {
+        parts.push(Cond::StructuredOutput(t));
     }
     if let Some(all) = &c.all {
         parts.push(Cond::All(
@@ -575,6 +585,10 @@ pub struct RouteRequest<'a> {
     pub latency_budget_ms: Option<f64>,
     /// PII found in the conversation (the guard runs on every request).
     pub pii: &'a [Finding],
+    /// Tools the model may call (0 when none are offered or `tool_choice` is `none`).
+    pub tools: usize,
+    /// The answer must be JSON (a JSON-object or JSON-schema format).
+    pub structured_output: bool,
 }
 
 /// Facts computed on demand, at most once.
@@ -838,6 +852,24 @@ fn eval(c: &Cond, req: &RouteRequest, facts: &Facts, trace: &mut Vec<CondTrace>)
             req.latency_budget_ms
                 .map(|b| format!("{b}"))
                 .unwrap_or_else(|| "(no x-tandem-latency-budget-ms)".into()),
+        ),
+        Cond::Tools(want) => (
+            (req.tools > 0) == *want,
+            format!("tools offered = {want}"),
+            match req.tools {
+                0 => "no callable tools".to_string(),
+                1 => "1 tool".to_string(),
+                n => format!("{n} tools"),
+            },
+        ),
+        Cond::StructuredOutput(want) => (
+            req.structured_output == *want,
+            format!("structured output = {want}"),
+            if req.structured_output {
+                "JSON format requested".to_string()
+            } else {
+                "free text".to_string()
+            },
         ),
         Cond::SlmWin(r) => {
             let p = facts.slm_win_probability();

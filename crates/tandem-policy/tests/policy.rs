@@ -48,6 +48,8 @@ struct Req<'a> {
     tenant: Option<&'a str>,
     api_key: Option<&'a str>,
     tokens: usize,
+    tools: usize,
+    structured: bool,
 }
 
 impl<'a> Req<'a> {
@@ -61,6 +63,8 @@ impl<'a> Req<'a> {
             tenant: None,
             api_key: None,
             tokens: 20,
+            tools: 0,
+            structured: false,
         }
     }
 }
@@ -76,6 +80,8 @@ fn plain<'a>(model: &'a str, messages: &'a [ChatMessage]) -> RouteRequest<'a> {
         tenant: None,
         latency_budget_ms: None,
         pii: &[],
+        tools: 0,
+        structured_output: false,
     }
 }
 
@@ -96,12 +102,61 @@ fn decide_counting(cfg: &Config, r: &Req, classified: &Cell<u32>) -> Decision {
         tenant: r.tenant,
         latency_budget_ms: r.budget,
         pii: &pii,
+        tools: r.tools,
+        structured_output: r.structured,
     };
     cfg.decide(&rr, &facts).unwrap()
 }
 
 fn decide(cfg: &Config, r: &Req) -> Decision {
     decide_counting(cfg, r, &Cell::new(0))
+}
+
+#[test]
+fn tools_and_structured_output_conditions_route_to_the_slm() {
+    let cfg = parse(DEFAULT_CONFIG);
+    let slm = "qwen2.5-coder-0.5b";
+    let llm = "qwen2.5-coder-1.5b";
+    // A JSON schema: the SLM, whatever the category (long-form would go to the LLM).
+    let mut r = Req::new("Describe the claim as JSON", "long_form");
+    r.structured = true;
+    let d = decide(&cfg, &r);
+    assert_eq!(
+        (d.route.as_str(), d.model.as_deref()),
+        ("structured-output", Some(slm))
+    );
+    assert!(
+        d.trace
+            .iter()
+            .flat_map(|t| t.conditions.iter())
+            .any(|c| c.condition == "structured output = true" && c.matched),
+        "{:?}",
+        d.trace
+    );
+    // Tools on a chat request: local function calls on the SLM.
+    let mut r = Req::new("Book a meeting room for 3pm", "customer_chat");
+    r.tools = 2;
+    let d = decide(&cfg, &r);
+    assert_eq!(
+        (d.route.as_str(), d.model.as_deref()),
+        ("local-integration", Some(slm))
+    );
+    // Tools on a code request (a coding agent): the LLM.
+    let mut r = Req::new("Refactor this function", "code");
+    r.tools = 12;
+    let d = decide(&cfg, &r);
+    assert_eq!((d.route.as_str(), d.model.as_deref()), ("code", Some(llm)));
+    // No tools, no format: the category decides as before.
+    let d = decide(&cfg, &Req::new("Hi, where is my order?", "customer_chat"));
+    assert_eq!(d.route, "customer-chat");
+    // `tools: false` matches requests without tools.
+    let cfg = parse(
+        "models: [{name: s, local: s}]\npolicy: {local_model: s}\nroutes:\n  - {name: plain, when: {tools: false, structured_output: false}, then: {model: s}}\n  - {name: other, then: {model: s}}\n",
+    );
+    assert_eq!(decide(&cfg, &Req::new("hi", "x")).route, "plain");
+    let mut r = Req::new("hi", "x");
+    r.tools = 1;
+    assert_eq!(decide(&cfg, &r).route, "other");
 }
 
 #[test]
@@ -392,14 +447,15 @@ fn explain_trace_lists_every_rule_tried() {
             "realtime",
             "regulated",
             "sensitive-ids",
+            "structured-output",
             "summarization",
             "local-integration",
             "knowledge-base",
             "code"
         ]
     );
-    assert!(d.trace[..6].iter().all(|t| !t.matched));
-    assert!(d.trace[6].matched);
+    assert!(d.trace[..7].iter().all(|t| !t.matched));
+    assert!(d.trace[7].matched);
     let c = &d.trace[1].conditions[0];
     assert!(c.condition.contains("regulated"));
     assert!(c.observed.starts_with("code"), "{}", c.observed);

@@ -99,6 +99,8 @@ fn decisions(texts: &[String]) -> f64 {
                 tenant: None,
                 latency_budget_ms: None,
                 pii: &pii[i],
+                tools: 0,
+                structured_output: false,
             };
             let d = cfg.decide(&rr, &facts).unwrap();
             std::hint::black_box(d);
