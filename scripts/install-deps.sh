@@ -24,7 +24,7 @@ if [ ${#need_apt[@]} -gt 0 ]; then
 fi
 
 py=${TANDEM_PYTHON:-python3}
-if ! "$py" -c 'import openai, pytest' >/dev/null 2>&1; then
-  echo "installing Python test packages (openai, pytest)"
-  "$py" -m pip install -q --disable-pip-version-check openai pytest
+if ! "$py" -c 'import openai, anthropic, pytest' >/dev/null 2>&1; then
+  echo "installing Python test packages (openai, anthropic, pytest)"
+  "$py" -m pip install -q --disable-pip-version-check openai anthropic pytest
 fi

@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use tandem_ledger::LedgerRecord;
-use tandem_policy::cascade::{TokenScore, Verdict, judge};
+use tandem_policy::cascade::{TokenScore, Verdict, judge, structure_faults};
 use tandem_policy::classify::Classification;
 use tandem_policy::pii::{Finding, Masker, StreamRestorer};
 use tandem_policy::rules::{Cascade, last_user};
@@ -214,6 +214,16 @@ impl Acct {
         });
     }
 
+    /// What the answer was made of: the functions it called, and whether the request asked
+    /// for grammar-constrained output (`grammar`; recorded only when a local model answered,
+    /// since only the local engine enforces it).
+    pub(crate) fn output(&self, tool_calls: Vec<String>, grammar: bool) {
+        self.with(|r| {
+            r.constrained = grammar && r.local;
+            r.tool_calls = tool_calls;
+        });
+    }
+
     fn finish(&self, status: u16, error: Option<String>, ttft_ms: Option<f64>) {
         let rec = {
             let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
@@ -325,11 +335,23 @@ pub async fn prepare_with(
         .iter()
         .map(|m| rt.detector.detect(&m.content))
         .collect();
-    let flat: Vec<Finding> = findings.iter().flatten().cloned().collect();
+    // The guard also looks at the arguments of calls in the history.
+    let flat: Vec<Finding> = findings
+        .iter()
+        .flatten()
+        .cloned()
+        .chain(req.messages.iter().flat_map(|m| {
+            m.tool_calls
+                .iter()
+                .flat_map(|c| rt.detector.detect(&c.function.arguments))
+        }))
+        .collect();
     let run = {
         let rt = rt.clone();
         let messages = req.messages.clone();
         let requested = req.model.clone();
+        let (wants_tools, tool_count) = (req.wants_tools(), req.tools.len());
+        let structured = req.response_format.is_structured();
         let headers = meta.headers.clone();
         let key = key_name.clone();
         let tenant = tenant.clone();
@@ -352,6 +374,8 @@ pub async fn prepare_with(
                 tenant: tenant.as_deref(),
                 latency_budget_ms: budget,
                 pii: &flat,
+                tools: if wants_tools { tool_count } else { 0 },
+                structured_output: structured,
             };
             let d = rt.config.decide(&rr, &facts);
             if eager {
@@ -483,6 +507,7 @@ pub async fn chat(
                 .map(|a| a.as_str().to_string())
                 .unwrap_or_else(|| "none".into())
         }),
+        dialect: Some(req.dialect.as_str().into()),
         ..LedgerRecord::default()
     };
     let request_id = rec.id.clone();
@@ -532,6 +557,19 @@ pub async fn chat(
         Ok((mut reply, model)) => {
             if let Reply::Json(c) = &mut reply {
                 c.id = request_id.clone();
+                let names: Vec<String> = c
+                    .choices
+                    .first()
+                    .map(|ch| {
+                        ch.message
+                            .tool_calls
+                            .iter()
+                            .map(|t| t.function.name.clone())
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                let called = !names.is_empty();
+                acct.output(names, wants_grammar(&req) || called);
                 acct.finish(200, None, None);
             }
             Ok(Routed {
@@ -552,6 +590,19 @@ pub async fn chat(
             })
         }
     }
+}
+
+/// Whether the local engine constrains this request's output with a grammar: a JSON
+/// format always; tools when a call is required (under `auto` only a call's arguments are,
+/// which [`Acct::output`] learns from the calls made).
+fn wants_grammar(req: &ChatRequest) -> bool {
+    use tandem_types::tools::ToolChoice;
+    req.response_format.is_structured()
+        || (req.wants_tools()
+            && matches!(
+                req.tool_choice,
+                ToolChoice::Required | ToolChoice::Function(_)
+            ))
 }
 
 /// Stores the classifier's embedding of the request's last user message in the ledger, on a
@@ -644,7 +695,18 @@ fn worth_falling_back(e: &ApiError) -> bool {
 
 /// The request as it may leave the machine, and the masker to restore the answer.
 fn outbound(ctx: &Ctx, req: &ChatRequest) -> Result<(ChatRequest, Option<Masker>), ApiError> {
-    if ctx.findings.iter().all(Vec::is_empty) {
+    // Arguments of the calls in the history carry data too (tool results are messages).
+    let arg_findings: Vec<Vec<Vec<Finding>>> = req
+        .messages
+        .iter()
+        .map(|m| {
+            m.tool_calls
+                .iter()
+                .map(|c| ctx.rt.detector.detect(&c.function.arguments))
+                .collect()
+        })
+        .collect();
+    if ctx.findings.iter().all(Vec::is_empty) && arg_findings.iter().flatten().all(Vec::is_empty) {
         return Ok((req.clone(), None));
     }
     match ctx.remote_pii {
@@ -652,9 +714,14 @@ fn outbound(ctx: &Ctx, req: &ChatRequest) -> Result<(ChatRequest, Option<Masker>
         PiiAction::Mask => {
             let mut masker = Masker::new();
             let mut out = req.clone();
-            for (m, f) in out.messages.iter_mut().zip(&ctx.findings) {
+            for ((m, f), args) in out.messages.iter_mut().zip(&ctx.findings).zip(&arg_findings) {
                 if !f.is_empty() {
                     m.content = masker.mask(&m.content, f);
+                }
+                for (c, f) in m.tool_calls.iter_mut().zip(args) {
+                    if !f.is_empty() {
+                        c.function.arguments = masker.mask(&c.function.arguments, f);
+                    }
                 }
             }
             Ok((out, Some(masker)))
@@ -692,6 +759,9 @@ pub(crate) async fn call_full(
         if let Some(m) = &masker {
             for ch in &mut c.choices {
                 ch.message.content = m.restore(&ch.message.content);
+                for t in &mut ch.message.tool_calls {
+                    t.function.arguments = m.restore(&t.function.arguments);
+                }
             }
         }
         ctx.acct
@@ -807,9 +877,12 @@ async fn start_stream(
         ctx.acct.called(model);
         let acct = ctx.acct.clone();
         let name = model.to_string();
+        let grammar = wants_grammar(req);
         let on_done: pipeline::OnDone = Box::new(move |o: StreamOutcome| {
             acct.call(&name, o.prompt_tokens, o.completion_tokens);
             acct.answered(&name, o.prompt_tokens, o.completion_tokens);
+            let called = !o.tool_calls.is_empty();
+            acct.output(o.tool_calls, grammar || called);
             let status = if o.error.is_some() {
                 500
             } else if o.cancelled {
@@ -837,18 +910,21 @@ fn forward_remote(
     let start = acct.start;
     tokio::spawn(async move {
         let mut restorers: HashMap<u32, StreamRestorer> = HashMap::new();
+        let mut arg_restorers: ArgRestorers = HashMap::new();
         let mut usage: Option<Usage> = None;
         let mut chars = 0usize;
         let mut ttft = None;
-        let finish_call = |usage: Option<Usage>, chars: usize| {
+        let mut names: Vec<String> = Vec::new();
+        let finish_call = |usage: Option<Usage>, chars: usize, names: Vec<String>| {
             let u = usage.unwrap_or_else(|| Usage::new(0, (chars / 4) as u32));
             acct.call(&model, u.prompt_tokens, u.completion_tokens);
             acct.answered(&model, u.prompt_tokens, u.completion_tokens);
+            acct.output(names, false);
         };
         loop {
             let item = tokio::select! {
                 _ = tx.closed() => {
-                    finish_call(usage, chars);
+                    finish_call(usage, chars, std::mem::take(&mut names));
                     acct.finish(499, Some("client disconnected".into()), ttft);
                     return;
                 }
@@ -882,6 +958,16 @@ fn forward_remote(
                             if !text.is_empty() || ch.delta.role.is_some() {
                                 ch.delta.content = Some(text);
                             }
+                            restore_call_args(m, &mut arg_restorers, ch);
+                        }
+                        if ch.index == 0 {
+                            names.extend(
+                                ch.delta
+                                    .tool_calls
+                                    .iter()
+                                    .flatten()
+                                    .filter_map(|d| d.function.as_ref()?.name.clone()),
+                            );
                         }
                         if let Some(c) = &ch.delta.content {
                             chars += c.len();
@@ -892,7 +978,7 @@ fn forward_remote(
                     }
                     let payload = serde_json::to_string(&chunk).unwrap_or_default();
                     if tx.send(payload).await.is_err() {
-                        finish_call(usage, chars);
+                        finish_call(usage, chars, std::mem::take(&mut names));
                         acct.finish(499, Some("client disconnected".into()), ttft);
                         return;
                     }
@@ -900,17 +986,62 @@ fn forward_remote(
                 Err(e) => {
                     let api = provider_error(&model, &e);
                     let _ = tx.send(error_payload(&api)).await;
-                    finish_call(usage, chars);
+                    finish_call(usage, chars, std::mem::take(&mut names));
                     acct.finish(api.status(), Some(api.message), ttft);
                     return;
                 }
             }
         }
         let _ = tx.send("[DONE]".to_string()).await;
-        finish_call(usage, chars);
+        finish_call(usage, chars, std::mem::take(&mut names));
         acct.finish(200, None, ttft);
     });
     rx
+}
+
+/// One restorer per (choice, call) of a stream.
+type ArgRestorers = HashMap<(u32, u32), StreamRestorer>;
+
+/// Restore masked values in a streamed chunk's tool-call argument fragments (a placeholder
+/// may be split across fragments: the restorer holds back a possible start); at the
+/// choice's end, the held-back tails are sent as last fragments of their calls.
+fn restore_call_args(m: &Masker, restorers: &mut ArgRestorers, ch: &mut ChunkChoice) {
+    use tandem_types::tools::{FunctionCallDelta, ToolCallDelta};
+    for d in ch.delta.tool_calls.iter_mut().flatten() {
+        let r = restorers
+            .entry((ch.index, d.index))
+            .or_insert_with(|| m.stream_restorer());
+        if let Some(f) = d.function.as_mut()
+            && let Some(a) = f.arguments.take()
+        {
+            f.arguments = Some(r.push(&a));
+        }
+    }
+    if ch.finish_reason.is_none() {
+        return;
+    }
+    let mut tails: Vec<ToolCallDelta> = restorers
+        .iter_mut()
+        .filter(|((c, _), _)| *c == ch.index)
+        .filter_map(|((_, call), r)| {
+            let tail = r.finish();
+            (!tail.is_empty()).then(|| ToolCallDelta {
+                index: *call,
+                function: Some(FunctionCallDelta {
+                    name: None,
+                    arguments: Some(tail),
+                }),
+                ..ToolCallDelta::default()
+            })
+        })
+        .collect();
+    tails.sort_by_key(|d| d.index);
+    if !tails.is_empty() {
+        ch.delta
+            .tool_calls
+            .get_or_insert_with(Vec::new)
+            .extend(tails);
+    }
 }
 
 /// Turn a finished completion into the SSE payloads of a stream.
@@ -1059,7 +1190,21 @@ async fn cascade(
                 .map(|ch| ch.message.content.as_str())
                 .collect::<Vec<_>>()
                 .join("\n");
-            Some(judge(&text, &token_scores(answer), &c.thresholds))
+            let mut v = judge(&text, &token_scores(answer), &c.thresholds);
+            let faults: Vec<String> = answer
+                .choices
+                .iter()
+                .flat_map(|ch| structure_faults(req, &ch.message))
+                .collect();
+            if !faults.is_empty() {
+                // A malformed call or answer escalates whatever the log-probabilities say.
+                if !v.escalate {
+                    v.reasons.clear();
+                }
+                v.escalate = true;
+                v.reasons.extend(faults);
+            }
+            Some(v)
         }
         Err(e) => {
             tracing::warn!(model = %c.slm, error = %e.message, "cascade SLM failed; escalating");

@@ -1,7 +1,7 @@
 //! Axum routes. Thin: parse, call [`crate::pipeline`], map errors.
 
 use crate::state::AppState;
-use crate::{gateway, pipeline};
+use crate::{dialects, gateway, pipeline};
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, Request, State};
@@ -13,6 +13,7 @@ use futures::StreamExt;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tandem_types::dialect::Dialect;
 use tandem_types::openai::{
     self, EmbeddingData, EmbeddingInput, EmbeddingResponse, EmbeddingUsage, EncodingFormat,
     ModelList, ModelObject,
@@ -49,6 +50,9 @@ type HttpResult = Result<Response, HttpError>;
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/v1/chat/completions", post(chat_completions))
+        .route("/v1/messages", post(dialects::messages))
+        .route("/v1/messages/count_tokens", post(dialects::count_tokens))
+        .route("/v1/responses", post(dialects::responses))
         .route("/v1/completions", post(completions))
         .route("/v1/embeddings", post(embeddings))
         .route("/v1/route/explain", post(route_explain))
@@ -89,7 +93,7 @@ async fn method_not_allowed(req: Request) -> Response {
 }
 
 /// Read the body with the configured limit, answering 413 in OpenAI's shape.
-async fn read_body(state: &AppState, body: Body) -> Result<Bytes, HttpError> {
+pub(crate) async fn read_body(state: &AppState, body: Body) -> Result<Bytes, HttpError> {
     axum::body::to_bytes(body, state.options.max_body_bytes)
         .await
         .map_err(|_| {
@@ -103,7 +107,7 @@ async fn read_body(state: &AppState, body: Body) -> Result<Bytes, HttpError> {
         })
 }
 
-fn sse(rx: tokio::sync::mpsc::Receiver<String>) -> Response {
+pub(crate) fn sse(rx: tokio::sync::mpsc::Receiver<String>) -> Response {
     let stream =
         ReceiverStream::new(rx).map(|data| Ok::<Event, Infallible>(Event::default().data(data)));
     Sse::new(stream)
@@ -115,7 +119,12 @@ fn sse(rx: tokio::sync::mpsc::Receiver<String>) -> Response {
         .into_response()
 }
 
-fn finish(model: &str, endpoint: &'static str, start: Instant, r: HttpResult) -> Response {
+pub(crate) fn finish(
+    model: &str,
+    endpoint: &'static str,
+    start: Instant,
+    r: HttpResult,
+) -> Response {
     let resp = match r {
         Ok(r) => r,
         Err(e) => {
@@ -132,7 +141,7 @@ fn finish(model: &str, endpoint: &'static str, start: Instant, r: HttpResult) ->
     resp
 }
 
-fn model_label(state: &AppState, model: &str) -> String {
+pub(crate) fn model_label(state: &AppState, model: &str) -> String {
     // Bounded label cardinality: unknown model names are not echoed into metrics.
     if state.has_model(model) {
         model.to_string()
@@ -141,7 +150,7 @@ fn model_label(state: &AppState, model: &str) -> String {
     }
 }
 
-fn routing_headers(
+pub(crate) fn routing_headers(
     resp: &mut Response,
     route: Option<&str>,
     model: Option<&str>,
@@ -164,47 +173,7 @@ async fn chat_completions(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let meta = gateway::RequestMeta::from_headers(&headers);
-    let start = meta.start;
-    let mut model = String::from("unknown");
-    let r: HttpResult = async {
-        let bytes = read_body(&state, body).await?;
-        let req = openai::parse_chat_request(&bytes, state.options.drop_unknown_params)?;
-        match gateway::chat(state.clone(), req, meta).await {
-            Ok(routed) => {
-                model = model_label(&state, &routed.model);
-                let mut resp = match routed.reply {
-                    gateway::Reply::Json(c) => axum::Json(c).into_response(),
-                    gateway::Reply::Stream(rx) => sse(rx),
-                };
-                routing_headers(
-                    &mut resp,
-                    Some(&routed.route),
-                    Some(&routed.model),
-                    routed.overhead_ms,
-                );
-                if let Ok(v) = HeaderValue::from_str(&routed.request_id) {
-                    resp.headers_mut().insert("x-tandem-request-id", v);
-                }
-                Ok(resp)
-            }
-            Err(f) => {
-                if let Some(m) = &f.model {
-                    model = model_label(&state, m);
-                }
-                let mut resp = HttpError(f.error).into_response();
-                routing_headers(
-                    &mut resp,
-                    f.route.as_deref(),
-                    f.model.as_deref(),
-                    f.overhead_ms,
-                );
-                Ok(resp)
-            }
-        }
-    }
-    .await;
-    finish(&model, "chat", start, r)
+    dialects::chat(state, headers, body, Dialect::OpenAiChat).await
 }
 
 async fn route_explain(

@@ -8,6 +8,7 @@
 //! upstream answers (with fallbacks, PII masking and the cascade), and the ledger records it.
 //! [`runtime`] holds the configuration in force; [`reload`] swaps it on file change/SIGHUP.
 
+pub mod dialects;
 pub mod gateway;
 pub mod http;
 pub mod kb;

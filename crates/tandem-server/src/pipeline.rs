@@ -2,6 +2,7 @@
 //! No sockets here: everything is testable with an engine and a channel.
 
 use futures::StreamExt;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use tandem_engine::toolcall::{self, ToolCallParser, ToolEvent, ToolGrammar};
 use tandem_engine::{
@@ -419,6 +420,8 @@ pub struct StreamOutcome {
     pub error: Option<String>,
     /// The client went away before the end.
     pub cancelled: bool,
+    /// Functions the first choice called, in order.
+    pub tool_calls: Vec<String>,
 }
 
 /// Called once when a stream ends (normally, with an error, or cancelled).
@@ -586,6 +589,16 @@ pub fn chat_stream(
         })
         .collect();
     let want_lp = req.logprobs;
+    // The names of the first choice's calls, for the ledger.
+    let names: Arc<Mutex<Vec<String>>> = Arc::default();
+    let on_done = on_done.map(|f| {
+        let names = names.clone();
+        Box::new(move |mut o: StreamOutcome| {
+            o.tool_calls = std::mem::take(&mut *names.lock().unwrap_or_else(|e| e.into_inner()));
+            f(o)
+        }) as OnDone
+    });
+    let seen = names;
     // With tools offered, each choice's text goes through a tool-call parser.
     let mut parsers: Option<Vec<ToolCallParser>> = req
         .wants_tools()
@@ -605,6 +618,9 @@ pub fn chat_stream(
                 return vec![chunk(Some(choice(index, delta, lps, None)), None)];
             };
             let events = parsers[index].push(&text);
+            if index == 0 {
+                note_calls(&seen, &events);
+            }
             tool_chunks(events, lps)
                 .into_iter()
                 .map(|d| chunk(Some(choice(index, d.0, d.1, None)), None))
@@ -615,6 +631,9 @@ pub fn chat_stream(
             let mut calls = false;
             if let Some(parsers) = parsers.as_mut() {
                 let events = parsers[index].finish();
+                if index == 0 {
+                    note_calls(&seen, &events);
+                }
                 out.extend(
                     tool_chunks(events, None)
                         .into_iter()
@@ -641,6 +660,15 @@ pub fn chat_stream(
         render,
         on_done,
     ))
+}
+
+fn note_calls(names: &Mutex<Vec<String>>, events: &[ToolEvent]) {
+    let mut g = names.lock().unwrap_or_else(|e| e.into_inner());
+    for e in events {
+        if let ToolEvent::Start { name, .. } = e {
+            g.push(name.clone());
+        }
+    }
 }
 
 /// Deltas for parser events: text as `content`, a call's first fragment with its id, type

@@ -10,7 +10,7 @@ use tandem_policy::RagAction;
 use tandem_policy::RagSettings;
 use tandem_rag::text::estimate_tokens;
 use tandem_rag::{Lang, Mode, Passage, compress, draft, ground, prompt};
-use tandem_types::openai::{ChatCompletion, ChatMessage, ChatRequest, SamplingParams, Usage};
+use tandem_types::openai::{ChatCompletion, ChatMessage, ChatRequest, Usage};
 use tandem_types::{ApiError, ErrorKind};
 
 /// Where passages come from: the knowledge bases (implemented over `tandem-kb`).
@@ -97,25 +97,14 @@ fn sub_request(
     max_tokens: u32,
     logprobs: bool,
 ) -> ChatRequest {
-    ChatRequest {
-        model: model.to_string(),
-        messages: vec![message("system", system), message("user", user)],
-        sampling: SamplingParams {
-            temperature: 0.0,
-            ..SamplingParams::default()
-        },
-        max_tokens: Some(max_tokens),
-        n: 1,
-        stream: false,
-        include_usage: false,
-        logprobs,
-        top_logprobs: 0,
-        tools: Vec::new(),
-        tool_choice: Default::default(),
-        parallel_tool_calls: true,
-        response_format: Default::default(),
-        extensions: Default::default(),
-    }
+    let mut req = ChatRequest::new(
+        model,
+        vec![message("system", system), message("user", user)],
+    );
+    req.sampling.temperature = 0.0;
+    req.max_tokens = Some(max_tokens);
+    req.logprobs = logprobs;
+    req
 }
 
 fn text_of(c: &ChatCompletion) -> String {

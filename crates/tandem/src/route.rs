@@ -93,22 +93,8 @@ pub fn run(args: RouteArgs) -> Result<()> {
         name: None,
         ..Default::default()
     });
-    let req = ChatRequest {
-        model: args.model.clone(),
-        messages,
-        sampling: Default::default(),
-        max_tokens: None,
-        n: 1,
-        stream: false,
-        include_usage: false,
-        logprobs: false,
-        top_logprobs: 0,
-        tools: Vec::new(),
-        tool_choice: Default::default(),
-        parallel_tool_calls: true,
-        response_format: Default::default(),
-        extensions: Default::default(),
-    };
+    let req = ChatRequest::new(args.model.clone(), messages);
+
     let rtm = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
