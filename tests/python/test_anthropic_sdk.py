@@ -5,6 +5,7 @@ import json
 
 import anthropic
 import pytest
+from pydantic import BaseModel
 
 SLM = "qwen2.5-coder-0.5b"
 SMALL = "smollm2-135m"
@@ -22,6 +23,8 @@ WEATHER = {
         "additionalProperties": False,
     },
 }
+# The current SDK no longer takes sampling arguments; older clients send them in the body.
+GREEDY = {"temperature": 0}
 ASK = [{"role": "user", "content": "What is the weather in Taipei right now, in celsius?"}]
 
 
@@ -36,7 +39,7 @@ def claude_slm(slm_server):
 
 
 def test_message_and_stream_agree(small):
-    kw = dict(model=SMALL, max_tokens=16, temperature=0, system="Answer briefly.",
+    kw = dict(model=SMALL, max_tokens=16, extra_body=GREEDY, system="Answer briefly.",
               messages=[{"role": "user", "content": "Name a fruit."}])
     m = small.messages.create(**kw)
     assert m.type == "message" and m.role == "assistant"
@@ -53,14 +56,14 @@ def test_message_and_stream_agree(small):
 
 
 def test_stop_sequences(small):
-    m = small.messages.create(model=SMALL, max_tokens=40, temperature=0,
+    m = small.messages.create(model=SMALL, max_tokens=40, extra_body=GREEDY,
                               messages=[{"role": "user", "content": "Count from 1 to 10, comma separated."}],
                               stop_sequences=["5"])
     assert "5" not in m.content[0].text
 
 
 def test_forced_tool_use_fills_the_schema(claude_slm):
-    m = claude_slm.messages.create(model=SLM, max_tokens=80, temperature=0, messages=ASK,
+    m = claude_slm.messages.create(model=SLM, max_tokens=80, extra_body=GREEDY, messages=ASK,
                                    tools=[WEATHER], tool_choice={"type": "tool", "name": "get_weather"})
     assert m.stop_reason == "tool_use", m
     uses = [b for b in m.content if b.type == "tool_use"]
@@ -71,7 +74,7 @@ def test_forced_tool_use_fills_the_schema(claude_slm):
 
 
 def test_streamed_tool_use_accumulates_its_input(claude_slm):
-    with claude_slm.messages.stream(model=SLM, max_tokens=80, temperature=0, messages=ASK,
+    with claude_slm.messages.stream(model=SLM, max_tokens=80, extra_body=GREEDY, messages=ASK,
                                     tools=[WEATHER], tool_choice={"type": "any"}) as s:
         events = [e.type for e in s]
         final = s.get_final_message()
@@ -83,7 +86,7 @@ def test_streamed_tool_use_accumulates_its_input(claude_slm):
 
 
 def test_tool_result_round_trip(claude_slm):
-    first = claude_slm.messages.create(model=SLM, max_tokens=80, temperature=0, messages=ASK,
+    first = claude_slm.messages.create(model=SLM, max_tokens=80, extra_body=GREEDY, messages=ASK,
                                        tools=[WEATHER], tool_choice={"type": "any"})
     use = next(b for b in first.content if b.type == "tool_use")
     history = ASK + [
@@ -91,11 +94,27 @@ def test_tool_result_round_trip(claude_slm):
         {"role": "user", "content": [{"type": "tool_result", "tool_use_id": use.id,
                                       "content": json.dumps({"temperature": 31, "sky": "sunny"})}]},
     ]
-    m = claude_slm.messages.create(model=SLM, max_tokens=60, temperature=0, messages=history,
+    m = claude_slm.messages.create(model=SLM, max_tokens=60, extra_body=GREEDY, messages=history,
                                    tools=[WEATHER], tool_choice={"type": "none"})
     text = "".join(b.text for b in m.content if b.type == "text")
     assert "31" in text, text
     assert m.stop_reason in ("end_turn", "max_tokens")
+
+
+class Claim(BaseModel):
+    policy_number: str
+    amount_twd: int
+    approved: bool
+
+
+def test_parse_fills_a_pydantic_model(claude_slm):
+    m = claude_slm.messages.parse(
+        model=SLM, max_tokens=120, output_format=Claim, extra_body=GREEDY,
+        messages=[{"role": "user", "content": "Claim for policy P-2024-118, amount 52000 TWD, approved: yes. Extract it."}],
+    )
+    claim = m.parsed_output
+    assert isinstance(claim, Claim)
+    assert claim.amount_twd == 52000
 
 
 def test_count_tokens_grows_with_the_prompt(claude_slm):

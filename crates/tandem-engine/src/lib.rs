@@ -730,3 +730,67 @@ mod tests {
         assert!((1..=n).contains(&free_cores()));
     }
 }
+
+/// Per-step cost of the two ways to enforce a grammar, measured on one model's vocabulary
+/// (see [`Engine::measure_grammar_steps`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct GrammarStepCosts {
+    /// Steps measured.
+    pub steps: usize,
+    /// llguidance (what Tandem uses): mask the logits, then advance the parser; µs per step.
+    pub llguidance_us: f64,
+    /// llama.cpp's GBNF sampler: filter the full candidate array, then accept; µs per step.
+    pub gbnf_us: f64,
+}
+
+impl Engine {
+    /// Replays `tokens` (a valid output) under the JSON `schema` compiled by llguidance and
+    /// under the equivalent GBNF `gbnf` grammar (root rule `root`) in llama.cpp's grammar
+    /// sampler, over the full vocabulary with the same fixed logits, and times each step
+    /// (the candidate array's construction is not counted for GBNF, the logits copy is not
+    /// counted for llguidance). For the benchmark that chose llguidance
+    /// (`cargo bench -p tandem-engine --bench grammar`).
+    pub fn measure_grammar_steps(
+        &self,
+        gbnf: &str,
+        schema: &serde_json::Value,
+        tokens: &[i32],
+    ) -> Result<GrammarStepCosts, EngineError> {
+        use llama_cpp_2::token::LlamaToken;
+        use llama_cpp_2::token::data::LlamaTokenData;
+        use llama_cpp_2::token::data_array::LlamaTokenDataArray;
+        let n_vocab = self.inner.info.n_vocab;
+        let logits: Vec<f32> = (0..n_vocab)
+            .map(|i| ((i as i64 * 7919) % 1000) as f32 / 100.0)
+            .collect();
+        let mut c = self.compile_grammar(&GrammarSpec::JsonSchema(schema.clone()), None)?;
+        let mut buf = logits.clone();
+        let mut llg = std::time::Duration::ZERO;
+        for &t in tokens {
+            buf.copy_from_slice(&logits);
+            let start = std::time::Instant::now();
+            c.apply(&mut buf).map_err(EngineError::Grammar)?;
+            c.accept(t).map_err(EngineError::Grammar)?;
+            llg += start.elapsed();
+        }
+        let mut s = llama_cpp_2::sampling::LlamaSampler::grammar(&self.inner.model, gbnf, "root")
+            .map_err(|e| EngineError::Grammar(format!("GBNF: {e:?}")))?;
+        let mut gbnf_time = std::time::Duration::ZERO;
+        for &t in tokens {
+            let mut arr = LlamaTokenDataArray::from_iter(
+                (0..n_vocab).map(|i| LlamaTokenData::new(LlamaToken(i), logits[i as usize], 0.0)),
+                false,
+            );
+            let start = std::time::Instant::now();
+            s.apply(&mut arr);
+            s.accept(LlamaToken(t));
+            gbnf_time += start.elapsed();
+        }
+        let n = tokens.len().max(1) as f64;
+        Ok(GrammarStepCosts {
+            steps: tokens.len(),
+            llguidance_us: llg.as_secs_f64() * 1e6 / n,
+            gbnf_us: gbnf_time.as_secs_f64() * 1e6 / n,
+        })
+    }
+}

@@ -12,8 +12,13 @@
 //!   `any` / `tool` / `none` → `auto` / `required` / the named function / `none`;
 //!   `disable_parallel_tool_use` → `parallel_tool_calls: false`.
 //! * `max_tokens` (required), `stop_sequences`, `temperature`, `top_p`, `top_k`, `stream`.
+//! * `output_config.format` (`{"type": "json_schema", "schema"}`, what the SDK's
+//!   `messages.parse(output_format=…)` sends) → a JSON-schema `response_format`; the answer
+//!   is the JSON text in a text block. `output_config.effort` is accepted without effect.
 //! * Accepted and not forwarded: `metadata`, `thinking` (answers come without thinking
-//!   blocks), `service_tier`; `cache_control` and `citations` on blocks are ignored.
+//!   blocks), `service_tier`, `speed`, `inference_geo`, `diagnostics`, `user_profile_id`,
+//!   `workspace_id`, `cache_control` (top level and on blocks), `citations` on blocks.
+//! * `container` (code-execution containers) is refused: Tandem runs no server tools.
 //! * Refused with a 400 naming the field: image and document blocks, server tools (a `type`
 //!   other than `custom`), anything else unknown (unless the server drops unknown fields).
 //!
@@ -25,7 +30,7 @@ use crate::openai::{
     ChatCompletion, ChatCompletionChunk, ChatMessage, ChatRequest, check_unknown, get_bool,
     get_f32, get_model, get_u32, json_type, parse_object, present,
 };
-use crate::tools::{ToolCall, parse_tool_choice, parse_tools};
+use crate::tools::{ResponseFormat, ToolCall, parse_tool_choice, parse_tools};
 use serde_json::{Map, Value, json};
 
 /// Fields of a Messages request Tandem understands.
@@ -44,6 +49,14 @@ const KNOWN: &[&str] = &[
     "metadata",
     "thinking",
     "service_tier",
+    "output_config",
+    "cache_control",
+    "diagnostics",
+    "inference_geo",
+    "speed",
+    "user_profile_id",
+    "workspace_id",
+    "container",
     "tandem",
 ];
 
@@ -55,6 +68,8 @@ const COUNT_KNOWN: &[&str] = &[
     "tools",
     "tool_choice",
     "thinking",
+    "output_config",
+    "cache_control",
     "tandem",
 ];
 
@@ -394,6 +409,47 @@ fn parse_common(
     ))
 }
 
+/// `output_config`: its `format` as a response format (`effort` has no local meaning).
+fn output_format(obj: &Map<String, Value>) -> Result<ResponseFormat, ApiError> {
+    let o = match present(obj, "output_config") {
+        None => return Ok(ResponseFormat::Text),
+        Some(Value::Object(o)) => o,
+        Some(v) => {
+            return Err(invalid(
+                "output_config",
+                format!("Input should be an object, not {}", json_type(v)),
+            ));
+        }
+    };
+    let f = match o.get("format") {
+        None | Some(Value::Null) => return Ok(ResponseFormat::Text),
+        Some(Value::Object(f)) => f,
+        Some(_) => return Err(invalid("output_config.format", "Input should be an object")),
+    };
+    match f.get("type").and_then(Value::as_str) {
+        Some("json_schema") => {}
+        Some(other) => {
+            return Err(invalid(
+                "output_config.format.type",
+                format!("Input should be 'json_schema', not '{other}'"),
+            ));
+        }
+        None => return Err(invalid("output_config.format.type", "Field required")),
+    }
+    match f.get("schema") {
+        Some(schema @ Value::Object(_)) => Ok(ResponseFormat::JsonSchema {
+            name: "output".into(),
+            schema: schema.clone(),
+            strict: true,
+        }),
+        Some(_) => Err(invalid(
+            "output_config.format.schema",
+            "Input should be a JSON schema object",
+        )),
+        None => Err(invalid("output_config.format.schema", "Field required")),
+    }
+}
+
 fn forward_headers(headers: &[(String, String)]) -> Vec<(String, String)> {
     headers
         .iter()
@@ -411,6 +467,12 @@ pub fn parse_request(
 ) -> Result<ChatRequest, ApiError> {
     let obj = parse_object(body)?;
     check_unknown(&obj, KNOWN, drop_unknown)?;
+    if present(&obj, "container").is_some() {
+        return Err(invalid(
+            "container",
+            "code-execution containers are not supported by Tandem (it runs no server tools)",
+        ));
+    }
     let (model, messages, tools) = parse_common(&obj)?;
     let max_tokens = match get_u32(&obj, "max_tokens", 1, u32::MAX)? {
         Some(m) => m,
@@ -451,6 +513,7 @@ pub fn parse_request(
     req.tools = tools.tools;
     req.tool_choice = tools.tool_choice;
     req.parallel_tool_calls = tools.parallel_tool_calls;
+    req.response_format = output_format(&obj)?;
     if let Some(t) = obj.get("tandem") {
         req.extensions.insert("tandem".into(), t.clone());
     }
@@ -468,6 +531,7 @@ pub fn parse_count_request(body: &[u8], drop_unknown: bool) -> Result<ChatReques
     req.tools = tools.tools;
     req.tool_choice = tools.tool_choice;
     req.parallel_tool_calls = tools.parallel_tool_calls;
+    req.response_format = output_format(&obj)?;
     req.dialect = Dialect::Anthropic;
     Ok(req)
 }
@@ -724,6 +788,22 @@ mod tests {
         assert!(req.stream && req.include_usage);
         assert_eq!(req.max_tokens, Some(64));
         assert_eq!(req.dialect, Dialect::Anthropic);
+    }
+
+    #[test]
+    fn output_config_format_is_a_json_schema_response_format() {
+        let req = parse(json!({"model": "m", "max_tokens": 9, "messages": [{"role": "user", "content": "x"}],
+            "output_config": {"effort": "low", "format": {"type": "json_schema", "schema": {"type": "object"}}},
+            "speed": "standard", "cache_control": {"type": "ephemeral"}}))
+        .unwrap();
+        assert_eq!(
+            req.response_format,
+            ResponseFormat::JsonSchema {
+                name: "output".into(),
+                schema: json!({"type": "object"}),
+                strict: true
+            }
+        );
     }
 
     #[test]
