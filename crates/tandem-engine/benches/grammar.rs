@@ -71,7 +71,11 @@ fn decode(
             panic!("no tokens generated");
         };
         let n = times.len().saturating_sub(1) as f64;
-        (n / b.duration_since(*a).as_secs_f64().max(1e-9), times.len(), mask)
+        (
+            n / b.duration_since(*a).as_secs_f64().max(1e-9),
+            times.len(),
+            mask,
+        )
     })
 }
 
@@ -128,20 +132,27 @@ fn main() {
     }
     let (free, constrained) = (median(free), median(constrained));
     println!("decode, {threads} threads, {reps} reps (median), greedy:");
-    println!("  unconstrained        {free:>7.1} tok/s ({} tokens)", counts.0);
+    println!(
+        "  unconstrained        {free:>7.1} tok/s ({} tokens)",
+        counts.0
+    );
     println!(
         "  JSON schema grammar  {constrained:>7.1} tok/s ({} tokens), mask {:.0} µs/step",
         counts.1,
         median(masks)
     );
-    println!("  ratio                {:>7.3}× (goal ≥ 0.9×)", constrained / free);
+    println!(
+        "  ratio                {:>7.3}× (goal ≥ 0.9×)",
+        constrained / free
+    );
 
     // 2. Per-step cost, llguidance vs GBNF, on one valid output.
     let schema = json!({"type": "object", "properties": {
         "name": {"type": "string"}, "age": {"type": "integer"},
         "tags": {"type": "array", "items": {"type": "string"}}},
         "required": ["name", "age", "tags"], "additionalProperties": false});
-    let text = r#"{"name": "王小明 (Wang Hsiao-ming)", "age": 42, "tags": ["vip", "claim-2024", "台北"]}"#;
+    let text =
+        r#"{"name": "王小明 (Wang Hsiao-ming)", "age": 42, "tags": ["vip", "claim-2024", "台北"]}"#;
     let tokens = e.tokenize(text, false);
     let mut llg = Vec::new();
     let mut gbnf = Vec::new();
