@@ -9,7 +9,7 @@ BIN := $(CARGO_TARGET_DIR)/release/tandem
 TEST_MODELS := smollm2-135m qwen2.5-coder-0.5b minilm-l6 multilingual-e5-small
 PORT ?= 8080
 
-.PHONY: run test deps build lint test-models test-rust test-python bench clean-target
+.PHONY: run test deps build lint test-models test-rust test-python bench bench-grammar eval-tools clean-target
 
 ## run: fetch the default models if missing, build, and serve on 127.0.0.1:$(PORT)
 run: build
@@ -36,6 +36,15 @@ test-rust: test-models
 
 test-python: build test-models
 	TANDEM_BIN=$(BIN) python3 -m pytest -q tests/python
+
+## bench-grammar: constrained vs free decoding, llguidance vs GBNF per-step cost (docs/benchmarks.md)
+bench-grammar: test-models
+	cargo bench --locked -p tandem-engine --bench grammar
+
+## eval-tools: function-calling accuracy of the bundled SLM on eval/tools/cases.jsonl
+## (EVAL_TOOLS_ARGS="--base URL" to score another OpenAI-compatible server instead)
+eval-tools: build test-models
+	python3 scripts/eval-tools.py $${EVAL_TOOLS_ARGS:---tandem $(BIN)}
 
 ## bench: Tandem vs llama.cpp's own llama-bench / llama-batched-bench (see docs/benchmarks.md)
 bench: build test-models

@@ -27,9 +27,51 @@ fn json_options() -> Value {
     })
 }
 
-/// `schema` with Tandem's JSON layout options (unless the caller set `x-guidance` itself).
+/// Objects that list `properties` and say nothing of `additionalProperties` get
+/// `additionalProperties: false`, recursively (as OpenAI's strict mode requires of every
+/// schema). JSON Schema's default would let the grammar accept any further key, and a small
+/// model uses that: measured on `make eval-tools`, Qwen2.5-0.5B added invented keys (`"to"`,
+/// `"type": "object"`) and repeated them until the arguments no longer parsed. A schema that
+/// wants extra keys says `additionalProperties: true` (or a schema) and keeps them.
+pub fn close_objects(schema: &mut Value) {
+    match schema {
+        Value::Object(o) => {
+            if o.contains_key("properties") && !o.contains_key("additionalProperties") {
+                o.insert("additionalProperties".into(), Value::Bool(false));
+            }
+            for (k, v) in o.iter_mut() {
+                match k.as_str() {
+                    "properties" | "$defs" | "definitions" | "patternProperties" => {
+                        if let Value::Object(m) = v {
+                            m.values_mut().for_each(close_objects);
+                        }
+                    }
+                    "items"
+                    | "additionalProperties"
+                    | "not"
+                    | "if"
+                    | "then"
+                    | "else"
+                    | "contains" => close_objects(v),
+                    "anyOf" | "oneOf" | "allOf" | "prefixItems" => {
+                        if let Value::Array(a) = v {
+                            a.iter_mut().for_each(close_objects);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        Value::Array(a) => a.iter_mut().for_each(close_objects),
+        _ => {}
+    }
+}
+
+/// `schema` closed (see [`close_objects`]) and with Tandem's JSON layout options (unless the
+/// caller set `x-guidance` itself).
 pub fn with_layout(schema: &Value) -> Value {
     let mut s = schema.clone();
+    close_objects(&mut s);
     if let Value::Object(o) = &mut s
         && !o.contains_key("x-guidance")
     {
@@ -325,4 +367,30 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
         return None;
     }
     hay.windows(needle.len()).position(|w| w == needle)
+}
+
+#[cfg(test)]
+mod close_tests {
+    use super::close_objects;
+    use serde_json::json;
+
+    #[test]
+    fn objects_with_properties_are_closed_unless_they_say_otherwise() {
+        let mut s = json!({"type": "object", "properties": {
+            "a": {"type": "object", "properties": {"x": {"type": "string"}}},
+            "b": {"type": "array", "items": {"type": "object", "properties": {"y": {}}}},
+            "c": {"type": "object", "properties": {}, "additionalProperties": true},
+            "d": {"anyOf": [{"type": "object", "properties": {"z": {}}}, {"type": "null"}]},
+            "e": {"type": "object"}}});
+        close_objects(&mut s);
+        assert_eq!(s["additionalProperties"], false);
+        assert_eq!(s["properties"]["a"]["additionalProperties"], false);
+        assert_eq!(s["properties"]["b"]["items"]["additionalProperties"], false);
+        assert_eq!(s["properties"]["c"]["additionalProperties"], true);
+        assert_eq!(
+            s["properties"]["d"]["anyOf"][0]["additionalProperties"],
+            false
+        );
+        assert!(s["properties"]["e"].get("additionalProperties").is_none());
+    }
 }

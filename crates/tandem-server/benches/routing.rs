@@ -14,7 +14,8 @@
 //!    upstream, directly and through Tandem in interleaved rounds (`BENCH_ROUNDS`, default 6,
 //!    of `BENCH_SECS` each); load generator, gateway and upstream are three processes
 //!    (`BENCH_LOADGEN=inprocess`, `BENCH_UPSTREAM=inprocess` fold them into this one) —
-//!    baseline: the direct call.
+//!    baseline: the direct call. `BENCH_DIALECT=anthropic|responses` sends the gateway leg
+//!    as `/v1/messages` or `/v1/responses` instead of chat completions.
 #![allow(clippy::unwrap_used)]
 
 use axum::routing::post;
@@ -381,7 +382,24 @@ async fn gateway(rate: f64, secs: f64) {
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let gw = format!("http://{}", l.local_addr().unwrap());
     tokio::spawn(tandem_server::serve(l, state, std::future::pending()));
-    let body = serde_json::json!({"model": "auto", "messages": [{"role": "user", "content": "Hello, what is the status of my order 12345?"}]});
+    // BENCH_DIALECT: the client's API on the gateway leg (the upstream is OpenAI-compatible).
+    let dialect = std::env::var("BENCH_DIALECT").unwrap_or_else(|_| "openai".into());
+    let text = "Hello, what is the status of my order 12345?";
+    let (gw_path, body) = match dialect.as_str() {
+        "anthropic" => (
+            "/v1/messages",
+            serde_json::json!({"model": "auto", "max_tokens": 64, "messages": [{"role": "user", "content": text}]}),
+        ),
+        "responses" => (
+            "/v1/responses",
+            serde_json::json!({"model": "auto", "input": text}),
+        ),
+        _ => (
+            "/v1/chat/completions",
+            serde_json::json!({"model": "auto", "messages": [{"role": "user", "content": text}]}),
+        ),
+    };
+    println!("  client dialect on the gateway leg: {dialect} ({gw_path})");
     let direct_body = serde_json::json!({"model": "fast", "messages": [{"role": "user", "content": "Hello, what is the status of my order 12345?"}]});
     // Warm up both paths.
     load(
@@ -391,13 +409,7 @@ async fn gateway(rate: f64, secs: f64) {
         direct_body.clone(),
     )
     .await;
-    load(
-        format!("{gw}/v1/chat/completions"),
-        200.0,
-        1.0,
-        body.clone(),
-    )
-    .await;
+    load(format!("{gw}{gw_path}"), 200.0, 1.0, body.clone()).await;
     // Interleaved rounds (direct then gateway, gateway then direct, ...): both paths see the
     // same machine over the run, so a slow stretch (another process, the hypervisor) does
     // not land on one side only. The pooled latencies give the headline p99s; each round's
@@ -416,7 +428,7 @@ async fn gateway(rate: f64, secs: f64) {
         for leg in 0..2 {
             let gateway_leg = (leg + r) % 2 == 1;
             let (url, b) = if gateway_leg {
-                (format!("{gw}/v1/chat/completions"), body.clone())
+                (format!("{gw}{gw_path}"), body.clone())
             } else {
                 (format!("{up}/v1/chat/completions"), direct_body.clone())
             };
