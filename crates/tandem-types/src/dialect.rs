@@ -61,6 +61,28 @@ pub(crate) fn dotted(path: &str) -> String {
     out
 }
 
+/// A one-choice chunk of a model `m` stream (the dialects' encoder tests).
+#[cfg(test)]
+pub(crate) fn test_chunk(
+    delta: crate::openai::ChunkDelta,
+    finish: Option<&str>,
+) -> crate::openai::ChatCompletionChunk {
+    crate::openai::ChatCompletionChunk {
+        id: "chatcmpl-1".into(),
+        object: "chat.completion.chunk".into(),
+        created: 0,
+        model: "m".into(),
+        system_fingerprint: String::new(),
+        choices: vec![crate::openai::ChunkChoice {
+            index: 0,
+            delta,
+            logprobs: None,
+            finish_reason: finish.map(str::to_string),
+        }],
+        usage: None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -786,7 +786,8 @@ impl StreamEncoder {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use crate::openai::{ChunkChoice, ChunkDelta, Usage};
+    use crate::dialect::test_chunk as chunk;
+    use crate::openai::{ChunkDelta, Usage};
     use crate::tools::{FunctionCallDelta, ToolCallDelta, ToolChoice};
 
     fn parse(body: Value) -> Result<ChatRequest, ApiError> {
@@ -896,23 +897,6 @@ mod tests {
             let e = parse(body.clone()).unwrap_err();
             assert_eq!(e.status(), 400, "{body}");
             assert_eq!(e.param.as_deref(), Some(param), "{body}: {}", e.message);
-        }
-    }
-
-    fn chunk(delta: ChunkDelta, finish: Option<&str>) -> ChatCompletionChunk {
-        ChatCompletionChunk {
-            id: "chatcmpl-1".into(),
-            object: "chat.completion.chunk".into(),
-            created: 0,
-            model: "m".into(),
-            system_fingerprint: String::new(),
-            choices: vec![ChunkChoice {
-                index: 0,
-                delta,
-                logprobs: None,
-                finish_reason: finish.map(str::to_string),
-            }],
-            usage: None,
         }
     }
 
