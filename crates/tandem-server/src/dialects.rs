@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
-use tandem_types::dialect::Dialect;
+use tandem_types::dialect::{Dialect, StreamEncoder};
 use tandem_types::openai::{ChatCompletionChunk, ChatRequest};
 use tandem_types::{ApiError, ErrorKind, anthropic, openai, responses};
 use tokio_stream::wrappers::ReceiverStream;
@@ -106,61 +106,26 @@ fn classify(p: &str) -> Option<Payload> {
         .map(|c| Payload::Chunk(Box::new(c)))
 }
 
-/// The stream of a non-OpenAI dialect: each gateway payload re-encoded as named events.
+/// The stream of a non-OpenAI dialect: each gateway payload re-encoded by `enc` as named
+/// events.
 fn translated_sse(
     rx: tokio::sync::mpsc::Receiver<String>,
-    mut encode: impl FnMut(Payload) -> Vec<(String, String)> + Send + 'static,
+    mut enc: impl StreamEncoder + Send + 'static,
 ) -> Response {
-    let stream =
-        ReceiverStream::new(rx).flat_map(move |p| {
-            let events = classify(&p).map(&mut encode).unwrap_or_default();
-            futures::stream::iter(events.into_iter().map(|(name, data)| {
-                Ok::<Event, Infallible>(Event::default().event(name).data(data))
-            }))
-        });
+    let stream = ReceiverStream::new(rx).flat_map(move |p| {
+        let events = match classify(&p) {
+            Some(Payload::Chunk(c)) => enc.chunk(&c),
+            Some(Payload::Error(e)) => enc.error(&e),
+            Some(Payload::Done) => enc.finish(),
+            None => Vec::new(),
+        };
+        futures::stream::iter(events.into_iter().map(|(name, data)| {
+            Ok::<Event, Infallible>(Event::default().event(name).data(data.to_string()))
+        }))
+    });
     Sse::new(stream)
         .keep_alive(KeepAlive::new().interval(Duration::from_secs(10)))
         .into_response()
-}
-
-fn anthropic_stream(rx: tokio::sync::mpsc::Receiver<String>, id: &str, model: &str) -> Response {
-    let mut enc = anthropic::StreamEncoder::new(id, model);
-    translated_sse(rx, move |p| {
-        let evs = match p {
-            Payload::Chunk(c) => enc.chunk(&c),
-            Payload::Error(e) => enc.error(&e),
-            Payload::Done => enc.finish(),
-        };
-        evs.into_iter()
-            .map(|(n, v)| (n.to_string(), v.to_string()))
-            .collect()
-    })
-}
-
-fn responses_stream(
-    rx: tokio::sync::mpsc::Receiver<String>,
-    req: &ChatRequest,
-    id: &str,
-    model: &str,
-) -> Response {
-    let mut enc = responses::StreamEncoder::new(req, id, model, crate::pipeline::now_secs());
-    translated_sse(rx, move |p| {
-        let evs = match p {
-            Payload::Chunk(c) => enc.chunk(&c),
-            Payload::Error(e) => enc.error(&e),
-            Payload::Done => enc.finish(),
-        };
-        evs.into_iter()
-            .map(|v| {
-                let name = v
-                    .get("type")
-                    .and_then(Value::as_str)
-                    .unwrap_or("message")
-                    .to_string();
-                (name, v.to_string())
-            })
-            .collect()
-    })
 }
 
 /// Serve one chat request of `dialect`.
@@ -193,12 +158,19 @@ pub(crate) async fn chat(
                     (gateway::Reply::Json(c), Dialect::Responses, Some(req)) => {
                         axum::Json(responses::render_response(req, &c)).into_response()
                     }
-                    (gateway::Reply::Stream(rx), Dialect::Anthropic, _) => {
-                        anthropic_stream(rx, &routed.request_id, &routed.model)
-                    }
-                    (gateway::Reply::Stream(rx), Dialect::Responses, Some(req)) => {
-                        responses_stream(rx, req, &routed.request_id, &routed.model)
-                    }
+                    (gateway::Reply::Stream(rx), Dialect::Anthropic, _) => translated_sse(
+                        rx,
+                        anthropic::StreamEncoder::new(&routed.request_id, &routed.model),
+                    ),
+                    (gateway::Reply::Stream(rx), Dialect::Responses, Some(req)) => translated_sse(
+                        rx,
+                        responses::StreamEncoder::new(
+                            req,
+                            &routed.request_id,
+                            &routed.model,
+                            crate::pipeline::now_secs(),
+                        ),
+                    ),
                     (gateway::Reply::Stream(rx), _, _) => sse(rx),
                     (gateway::Reply::Json(c), _, None) => axum::Json(c).into_response(),
                 };

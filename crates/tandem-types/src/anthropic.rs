@@ -24,7 +24,7 @@
 //!
 //! Errors name the field Anthropic's way (`messages.0.content.1.tool_use_id`).
 
-use crate::dialect::{Dialect, dotted, rename_param};
+use crate::dialect::{Dialect, Event, dotted, rename_param};
 use crate::error::{ApiError, ErrorKind};
 use crate::openai::{
     ChatCompletion, ChatCompletionChunk, ChatMessage, ChatRequest, check_unknown, get_bool,
@@ -608,9 +608,6 @@ pub struct StreamEncoder {
     chars: usize,
 }
 
-/// An encoded stream event.
-pub type Event = (&'static str, Value);
-
 impl StreamEncoder {
     /// An encoder for message `id`, answered by `model`.
     pub fn new(id: &str, model: &str) -> Self {
@@ -660,9 +657,10 @@ impl StreamEncoder {
             "index": self.index, "content_block": block}),
         ));
     }
+}
 
-    /// Events for one chunk.
-    pub fn chunk(&mut self, c: &ChatCompletionChunk) -> Vec<Event> {
+impl crate::dialect::StreamEncoder for StreamEncoder {
+    fn chunk(&mut self, c: &ChatCompletionChunk) -> Vec<Event> {
         let mut out = Vec::new();
         self.start(&mut out);
         if let Some(u) = c.usage {
@@ -711,8 +709,8 @@ impl StreamEncoder {
         out
     }
 
-    /// The closing events (`message_delta`, `message_stop`).
-    pub fn finish(&mut self) -> Vec<Event> {
+    /// `message_delta` (stop reason, usage), then `message_stop`.
+    fn finish(&mut self) -> Vec<Event> {
         let mut out = Vec::new();
         self.start(&mut out);
         self.close(&mut out);
@@ -731,8 +729,8 @@ impl StreamEncoder {
         out
     }
 
-    /// An `error` event for a failure after the stream started.
-    pub fn error(&mut self, e: &ApiError) -> Vec<Event> {
+    /// An `error` event.
+    fn error(&mut self, e: &ApiError) -> Vec<Event> {
         vec![("error", error_body(e))]
     }
 }
@@ -741,6 +739,7 @@ impl StreamEncoder {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use crate::dialect::StreamEncoder as _;
     use crate::dialect::test_chunk as chunk;
     use crate::openai::{ChunkDelta, Usage};
     use crate::tools::{FunctionCallDelta, ToolCallDelta, ToolChoice};

@@ -24,6 +24,19 @@ impl Dialect {
     }
 }
 
+/// A stream event of a non-OpenAI dialect: the SSE event name and its JSON data.
+pub type Event = (&'static str, serde_json::Value);
+
+/// Re-encodes a stream of OpenAI chunks (Tandem's internal stream) as a dialect's events.
+pub trait StreamEncoder {
+    /// Events for one chunk.
+    fn chunk(&mut self, c: &crate::openai::ChatCompletionChunk) -> Vec<Event>;
+    /// The closing events, once the stream ended normally.
+    fn finish(&mut self) -> Vec<Event>;
+    /// The events for a failure after the stream started.
+    fn error(&mut self, e: &crate::ApiError) -> Vec<Event>;
+}
+
 /// Rewrite an error raised by the OpenAI chat parsers (on a request another dialect was
 /// translated into) so that its `param` and message name the client's own field:
 /// `renames` are applied in order to both, e.g. `(".function.parameters", ".input_schema")`.

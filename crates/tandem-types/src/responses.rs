@@ -17,7 +17,7 @@
 //!   keeps no state: send the whole conversation in `input`), `background: true`, tools other
 //!   than functions, image / file inputs.
 
-use crate::dialect::{Dialect, rename_param};
+use crate::dialect::{Dialect, Event, rename_param};
 use crate::error::ApiError;
 use crate::openai::{
     ChatCompletion, ChatCompletionChunk, ChatMessage, ChatRequest, check_unknown, get_bool,
@@ -595,14 +595,14 @@ impl StreamEncoder {
         }
     }
 
-    fn ev(&mut self, out: &mut Vec<Value>, ty: &str, mut body: Value) {
+    fn ev(&mut self, out: &mut Vec<Event>, ty: &'static str, mut body: Value) {
         body["type"] = json!(ty);
         body["sequence_number"] = json!(self.seq);
         self.seq += 1;
-        out.push(body);
+        out.push((ty, body));
     }
 
-    fn start(&mut self, out: &mut Vec<Value>) {
+    fn start(&mut self, out: &mut Vec<Event>) {
         if self.started {
             return;
         }
@@ -613,7 +613,7 @@ impl StreamEncoder {
         self.ev(out, "response.in_progress", json!({"response": r}));
     }
 
-    fn close(&mut self, out: &mut Vec<Value>) {
+    fn close(&mut self, out: &mut Vec<Event>) {
         let Some(item) = self.open.take() else {
             return;
         };
@@ -653,9 +653,10 @@ impl StreamEncoder {
         );
         self.done.push(done);
     }
+}
 
-    /// Events for one chunk.
-    pub fn chunk(&mut self, c: &ChatCompletionChunk) -> Vec<Value> {
+impl crate::dialect::StreamEncoder for StreamEncoder {
+    fn chunk(&mut self, c: &ChatCompletionChunk) -> Vec<Event> {
         let mut out = Vec::new();
         self.start(&mut out);
         if let Some(u) = c.usage {
@@ -746,7 +747,7 @@ impl StreamEncoder {
     }
 
     /// The closing events, ending with `response.completed` (or `response.incomplete`).
-    pub fn finish(&mut self) -> Vec<Value> {
+    fn finish(&mut self) -> Vec<Event> {
         let mut out = Vec::new();
         self.start(&mut out);
         self.close(&mut out);
@@ -763,8 +764,8 @@ impl StreamEncoder {
         out
     }
 
-    /// An `error` event for a failure after the stream started, then `response.failed`.
-    pub fn error(&mut self, e: &ApiError) -> Vec<Value> {
+    /// An `error` event, then `response.failed`.
+    fn error(&mut self, e: &ApiError) -> Vec<Event> {
         let mut out = Vec::new();
         self.start(&mut out);
         self.ev(
@@ -786,6 +787,7 @@ impl StreamEncoder {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use crate::dialect::StreamEncoder as _;
     use crate::dialect::test_chunk as chunk;
     use crate::openai::{ChunkDelta, Usage};
     use crate::tools::{FunctionCallDelta, ToolCallDelta, ToolChoice};
@@ -939,6 +941,10 @@ mod tests {
         u.usage = Some(Usage::new(5, 6));
         evs.extend(enc.chunk(&u));
         evs.extend(enc.finish());
+        for (name, v) in &evs {
+            assert_eq!(v["type"], *name, "the event name is its type");
+        }
+        let evs: Vec<Value> = evs.into_iter().map(|(_, v)| v).collect();
         let types: Vec<&str> = evs.iter().map(|e| e["type"].as_str().unwrap()).collect();
         assert_eq!(
             types,
