@@ -144,7 +144,7 @@ pub(crate) async fn chat(
             .map_err(|e| error_response(dialect, e.0))?;
         let req = parse(&state, dialect, &bytes, &meta).map_err(|e| error_response(dialect, e))?;
         // The Responses envelope echoes the request's tools and format.
-        let echo = (dialect == Dialect::Responses).then(|| req.clone());
+        let echo = (dialect == Dialect::Responses).then(|| responses::Echo::of(&req));
         match gateway::chat(state.clone(), req, meta).await {
             Ok(routed) => {
                 model = model_label(&state, &routed.model);
@@ -155,17 +155,17 @@ pub(crate) async fn chat(
                     (gateway::Reply::Json(c), Dialect::Anthropic, _) => {
                         axum::Json(anthropic::render_message(&c)).into_response()
                     }
-                    (gateway::Reply::Json(c), Dialect::Responses, Some(req)) => {
-                        axum::Json(responses::render_response(req, &c)).into_response()
+                    (gateway::Reply::Json(c), Dialect::Responses, Some(echo)) => {
+                        axum::Json(responses::render_response(echo, &c)).into_response()
                     }
                     (gateway::Reply::Stream(rx), Dialect::Anthropic, _) => translated_sse(
                         rx,
                         anthropic::StreamEncoder::new(&routed.request_id, &routed.model),
                     ),
-                    (gateway::Reply::Stream(rx), Dialect::Responses, Some(req)) => translated_sse(
+                    (gateway::Reply::Stream(rx), Dialect::Responses, Some(echo)) => translated_sse(
                         rx,
                         responses::StreamEncoder::new(
-                            req,
+                            echo,
                             &routed.request_id,
                             &routed.model,
                             crate::pipeline::now_secs(),

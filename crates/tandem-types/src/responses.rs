@@ -431,7 +431,28 @@ fn text_config(req: &ChatRequest) -> Value {
     }
 }
 
-/// The fields of a `response` object that echo the request.
+/// The fields of a `response` object that echo the request (tools, format, instructions,
+/// sampling, metadata), taken before the request is handed on, so that answering does not
+/// need to keep the whole conversation.
+#[derive(Debug, Clone)]
+pub struct Echo(Value);
+
+impl Echo {
+    /// What `req`'s response will echo.
+    pub fn of(req: &ChatRequest) -> Echo {
+        Echo(envelope(req, "", "", 0))
+    }
+
+    /// A `response` object with these fields, its id, model and creation time.
+    fn response(&self, id: &str, model: &str, created: u64) -> Value {
+        let mut r = self.0.clone();
+        r["id"] = json!(id);
+        r["model"] = json!(model);
+        r["created_at"] = json!(created);
+        r
+    }
+}
+
 fn envelope(req: &ChatRequest, id: &str, model: &str, created: u64) -> Value {
     let tools: Vec<Value> = req
         .tools
@@ -487,9 +508,9 @@ fn finish_status(resp: &mut Value, finish: Option<&str>) {
 }
 
 /// A finished `response` for a completion (its first choice).
-pub fn render_response(req: &ChatRequest, c: &ChatCompletion) -> Value {
+pub fn render_response(echo: &Echo, c: &ChatCompletion) -> Value {
     let id = response_id(&c.id);
-    let mut r = envelope(req, &id, &c.model, c.created);
+    let mut r = echo.response(&id, &c.model, c.created);
     let mut output = Vec::new();
     let mut finish = None;
     if let Some(ch) = c.choices.first() {
@@ -581,10 +602,10 @@ pub struct StreamEncoder {
 
 impl StreamEncoder {
     /// An encoder for the answer to `req` with Tandem's request id, from `model`.
-    pub fn new(req: &ChatRequest, request_id: &str, model: &str, created: u64) -> Self {
+    pub fn new(echo: &Echo, request_id: &str, model: &str, created: u64) -> Self {
         let id = response_id(request_id);
         StreamEncoder {
-            resp: envelope(req, &id, model, created),
+            resp: echo.response(&id, model, created),
             id,
             seq: 0,
             started: false,
@@ -905,7 +926,7 @@ mod tests {
     #[test]
     fn stream_events_follow_the_item_lifecycle() {
         let req = parse(json!({"model": "m", "input": "hi", "stream": true})).unwrap();
-        let mut enc = StreamEncoder::new(&req, "chatcmpl-7", "m", 0);
+        let mut enc = StreamEncoder::new(&Echo::of(&req), "chatcmpl-7", "m", 0);
         let mut evs = Vec::new();
         evs.extend(enc.chunk(&chunk(
             ChunkDelta {
