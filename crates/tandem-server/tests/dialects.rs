@@ -48,6 +48,17 @@ routes:
     )
 }
 
+/// A gateway over both scripted upstreams whose one rule sends everything to `model`.
+async fn gateway_to(
+    oa: &MockServer,
+    an: &MockServer,
+    model: &str,
+    ledger: Option<Ledger>,
+) -> String {
+    let routes = format!("  - name: r\n    then: {{model: {model}}}\n");
+    serve(routed_state(&config(&oa.uri(), &an.uri(), &routes), ledger)).await
+}
+
 fn temp_ledger() -> (tempfile::TempDir, Ledger) {
     let dir = tempfile::tempdir().unwrap();
     let l = Ledger::open(&dir.path().join("ledger.sqlite")).unwrap();
@@ -130,13 +141,7 @@ async fn anthropic_in_anthropic_out_forwards_headers_and_translates_tools() {
         .mount(&an)
         .await;
     let (_dir, ledger) = temp_ledger();
-    let cfg = config(
-        &oa.uri(),
-        &an.uri(),
-        "  - name: r\n    then: {model: claude}\n",
-    );
-    let state = routed_state(&cfg, Some(ledger.clone()));
-    let base = serve(state).await;
+    let base = gateway_to(&oa, &an, "claude", Some(ledger.clone())).await;
     let body = json!({"model": "auto", "max_tokens": 100, "system": "Be brief.",
         "messages": [{"role": "user", "content": "Weather in Taipei?"}], "tools": weather_tools()});
     let resp = post_h(
@@ -191,12 +196,7 @@ async fn anthropic_request_falls_back_to_an_openai_upstream_with_its_tools() {
         .expect(1)
         .mount(&oa)
         .await;
-    let cfg = config(
-        &oa.uri(),
-        &an.uri(),
-        "  - name: r\n    then: {model: claude}\n",
-    );
-    let base = serve(routed_state(&cfg, None)).await;
+    let base = gateway_to(&oa, &an, "claude", None).await;
     let body = json!({"model": "auto", "max_tokens": 100,
         "messages": [
             {"role": "user", "content": "台北天氣？"},
@@ -271,12 +271,7 @@ async fn streamed_tool_calls_in_anthropic_and_responses_events() {
         )
         .mount(&oa)
         .await;
-    let cfg = config(
-        &oa.uri(),
-        &an.uri(),
-        "  - name: r\n    then: {model: gpt}\n",
-    );
-    let base = serve(routed_state(&cfg, None)).await;
+    let base = gateway_to(&oa, &an, "gpt", None).await;
 
     // Anthropic events.
     let body = json!({"model": "auto", "max_tokens": 100, "stream": true,
@@ -346,12 +341,7 @@ async fn the_local_model_answers_all_three_dialects_alike() {
     let oa = MockServer::start().await;
     let an = MockServer::start().await;
     let (_dir, ledger) = temp_ledger();
-    let cfg = config(
-        &oa.uri(),
-        &an.uri(),
-        &format!("  - name: r\n    then: {{model: {LOCAL}}}\n"),
-    );
-    let base = serve(routed_state(&cfg, Some(ledger.clone()))).await;
+    let base = gateway_to(&oa, &an, LOCAL, Some(ledger.clone())).await;
     let prompt = "Name a colour.";
     let (s, chat) = post(
         &base,
@@ -591,12 +581,7 @@ async fn personal_data_in_tool_arguments_is_masked_out_and_restored_back() {
         .respond_with(ResponseTemplate::new(200).set_body_raw(sse, "text/event-stream"))
         .mount(&oa)
         .await;
-    let cfg = config(
-        &oa.uri(),
-        &an.uri(),
-        "  - name: r\n    then: {model: gpt}\n",
-    );
-    let base = serve(routed_state(&cfg, None)).await;
+    let base = gateway_to(&oa, &an, "gpt", None).await;
     let mail_tool = json!([{"type": "function", "function": {"name": "send_mail",
         "parameters": {"type": "object", "properties": {"to": {"type": "string"}, "cc": {"type": "string"}}}}}]);
     let body = json!({"model": "auto", "stream": true, "tools": mail_tool, "messages": [
