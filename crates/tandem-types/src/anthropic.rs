@@ -28,9 +28,9 @@ use crate::dialect::{Dialect, Event, dotted, rename_param};
 use crate::error::{ApiError, ErrorKind};
 use crate::openai::{
     ChatCompletion, ChatCompletionChunk, ChatMessage, ChatRequest, check_unknown, get_bool,
-    get_f32, get_model, get_u32, json_type, parse_object, present,
+    get_f32, get_model, get_u32, parse_object, present,
 };
-use crate::tools::{ResponseFormat, ToolCall, parse_tool_choice, parse_tools};
+use crate::tools::{ResponseFormat, ToolCall, parse_tool_choice, parse_tools, type_name};
 use serde_json::{Map, Value, json};
 
 /// Fields of a Messages request Tandem understands.
@@ -131,7 +131,7 @@ fn text_blocks(v: &Value, param: &str) -> Result<String, ApiError> {
             param,
             format!(
                 "Input should be a string or a list of blocks, not {}",
-                json_type(other)
+                type_name(other)
             ),
         )),
     }
@@ -142,7 +142,7 @@ fn required_str<'a>(b: &'a Value, key: &str, param: &str) -> Result<&'a str, Api
         Some(Value::String(s)) => Ok(s),
         Some(v) => Err(invalid(
             &format!("{param}.{key}"),
-            format!("Input should be a string, not {}", json_type(v)),
+            format!("Input should be a string, not {}", type_name(v)),
         )),
         None => Err(invalid(&format!("{param}.{key}"), "Field required")),
     }
@@ -175,7 +175,7 @@ fn parse_message(i: usize, m: &Value, out: &mut Vec<ChatMessage>) -> Result<(), 
                 &format!("{param}.content"),
                 format!(
                     "Input should be a string or a list of blocks, not {}",
-                    json_type(v)
+                    type_name(v)
                 ),
             ));
         }
@@ -204,7 +204,7 @@ fn parse_message(i: usize, m: &Value, out: &mut Vec<ChatMessage>) -> Result<(), 
                     Some(v) => {
                         return Err(invalid(
                             &format!("{p}.input"),
-                            format!("Input should be an object, not {}", json_type(v)),
+                            format!("Input should be an object, not {}", type_name(v)),
                         ));
                     }
                     None => return Err(invalid(&format!("{p}.input"), "Field required")),
@@ -267,7 +267,7 @@ fn tools_as_openai(v: Option<&Value>) -> Result<Option<Value>, ApiError> {
         Some(v) => {
             return Err(invalid(
                 "tools",
-                format!("Input should be a list, not {}", json_type(v)),
+                format!("Input should be a list, not {}", type_name(v)),
             ));
         }
     };
@@ -310,7 +310,7 @@ fn tool_choice_as_openai(v: Option<&Value>) -> Result<(Option<Value>, bool), Api
         Some(v) => {
             return Err(invalid(
                 "tool_choice",
-                format!("Input should be an object, not {}", json_type(v)),
+                format!("Input should be an object, not {}", type_name(v)),
             ));
         }
     };
@@ -389,7 +389,7 @@ fn parse_common(
         Some(v) => {
             return Err(invalid(
                 "messages",
-                format!("Input should be a list, not {}", json_type(v)),
+                format!("Input should be a list, not {}", type_name(v)),
             ));
         }
         None => return Err(invalid("messages", "Field required")),
@@ -417,7 +417,7 @@ fn output_format(obj: &Map<String, Value>) -> Result<ResponseFormat, ApiError> {
         Some(v) => {
             return Err(invalid(
                 "output_config",
-                format!("Input should be an object, not {}", json_type(v)),
+                format!("Input should be an object, not {}", type_name(v)),
             ));
         }
     };

@@ -9,7 +9,7 @@ use crate::dialect::Dialect;
 use crate::error::ApiError;
 use crate::tools::{
     ResponseFormat, Tool, ToolCall, ToolCallDelta, ToolChoice, parse_message_tool_calls,
-    parse_response_format, parse_tool_choice, parse_tools,
+    parse_response_format, parse_tool_choice, parse_tools, type_name,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -244,22 +244,11 @@ pub fn parse_object(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
         Ok(Value::Object(m)) => Ok(m),
         Ok(other) => Err(ApiError::bad_request(format!(
             "The request body must be a JSON object, not {}.",
-            json_type(&other)
+            type_name(&other)
         ))),
         Err(e) => Err(ApiError::bad_request(format!(
             "We could not parse the JSON body of your request: {e}."
         ))),
-    }
-}
-
-pub(crate) fn json_type(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
     }
 }
 
@@ -296,7 +285,7 @@ pub(crate) fn get_str(obj: &Map<String, Value>, key: &str) -> Result<Option<Stri
             key,
             format!(
                 "Invalid type for '{key}': expected a string, got {}.",
-                json_type(v)
+                type_name(v)
             ),
         )),
     }
@@ -310,7 +299,7 @@ pub(crate) fn get_bool(obj: &Map<String, Value>, key: &str) -> Result<Option<boo
             key,
             format!(
                 "Invalid type for '{key}': expected a boolean, got {}.",
-                json_type(v)
+                type_name(v)
             ),
         )),
     }
@@ -339,7 +328,7 @@ pub(crate) fn get_f32(
             key,
             format!(
                 "Invalid type for '{key}': expected a number, got {}.",
-                json_type(v)
+                type_name(v)
             ),
         )),
     }
@@ -367,7 +356,7 @@ pub(crate) fn get_u64(
             key,
             format!(
                 "Invalid type for '{key}': expected an integer, got {}.",
-                json_type(v)
+                type_name(v)
             ),
         )),
     }
@@ -402,7 +391,7 @@ fn get_seed(obj: &Map<String, Value>) -> Result<Option<u64>, ApiError> {
             "seed",
             format!(
                 "Invalid type for 'seed': expected an integer, got {}.",
-                json_type(v)
+                type_name(v)
             ),
         )),
     }
@@ -431,7 +420,7 @@ fn get_stop(obj: &Map<String, Value>) -> Result<Vec<String>, ApiError> {
                             "stop",
                             format!(
                                 "Invalid 'stop': every item must be a string, got {}.",
-                                json_type(other)
+                                type_name(other)
                             ),
                         ));
                     }
@@ -444,7 +433,7 @@ fn get_stop(obj: &Map<String, Value>) -> Result<Vec<String>, ApiError> {
                 "stop",
                 format!(
                     "Invalid type for 'stop': expected a string or a list of strings, got {}.",
-                    json_type(v)
+                    type_name(v)
                 ),
             ));
         }
@@ -629,7 +618,7 @@ fn parse_content(idx: usize, v: Option<&Value>) -> Result<String, ApiError> {
             param,
             format!(
                 "Invalid type for message content: expected a string or an array of parts, got {}.",
-                json_type(other)
+                type_name(other)
             ),
         )),
     }
@@ -649,7 +638,7 @@ fn parse_messages(obj: &Map<String, Value>) -> Result<Vec<ChatMessage>, ApiError
                 "messages",
                 format!(
                     "Invalid type for 'messages': expected an array, got {}.",
-                    json_type(v)
+                    type_name(v)
                 ),
             ));
         }
@@ -871,14 +860,14 @@ fn parse_prompts(obj: &Map<String, Value>) -> Result<Vec<Prompt>, ApiError> {
             other => {
                 return Err(bad(&format!(
                     "Invalid 'prompt': expected strings or token arrays, got {}.",
-                    json_type(other)
+                    type_name(other)
                 )));
             }
         },
         other => {
             return Err(bad(&format!(
                 "Invalid type for 'prompt': expected a string or a list, got {}.",
-                json_type(other)
+                type_name(other)
             )));
         }
     };
@@ -986,14 +975,14 @@ pub fn parse_embedding_request(
             other => {
                 return Err(bad(format!(
                     "Invalid 'input': expected strings or token arrays, got {}.",
-                    json_type(other)
+                    type_name(other)
                 )));
             }
         },
         Some(v) => {
             return Err(bad(format!(
                 "Invalid type for 'input': expected a string or a list, got {}.",
-                json_type(v)
+                type_name(v)
             )));
         }
     };

@@ -21,10 +21,10 @@ use crate::dialect::{Dialect, Event, rename_param};
 use crate::error::ApiError;
 use crate::openai::{
     ChatCompletion, ChatCompletionChunk, ChatMessage, ChatRequest, check_unknown, get_bool,
-    get_f32, get_model, get_u32, json_type, parse_object, present,
+    get_f32, get_model, get_u32, parse_object, present,
 };
 use crate::tools::{
-    ResponseFormat, ToolCall, parse_response_format, parse_tool_choice, parse_tools,
+    ResponseFormat, ToolCall, parse_response_format, parse_tool_choice, parse_tools, type_name,
 };
 use serde_json::{Map, Value, json};
 
@@ -92,7 +92,7 @@ fn content_text(v: &Value, param: &str) -> Result<String, ApiError> {
             param,
             format!(
                 "Invalid type for '{param}': expected a string or an array of content parts, got {}.",
-                json_type(other)
+                type_name(other)
             ),
         )),
     }
@@ -105,7 +105,7 @@ fn item_str<'a>(o: &'a Map<String, Value>, key: &str, param: &str) -> Result<&'a
             format!("{param}.{key}"),
             format!(
                 "Invalid type for '{param}.{key}': expected a string, got {}.",
-                json_type(v)
+                type_name(v)
             ),
         )),
         None => Err(ApiError::invalid(
@@ -127,7 +127,7 @@ fn parse_input(v: &Value, out: &mut Vec<ChatMessage>) -> Result<(), ApiError> {
                 "input",
                 format!(
                     "Invalid type for 'input': expected a string or an array of items, got {}.",
-                    json_type(other)
+                    type_name(other)
                 ),
             ));
         }
@@ -203,7 +203,7 @@ fn parse_input(v: &Value, out: &mut Vec<ChatMessage>) -> Result<(), ApiError> {
                             format!("{param}.output"),
                             format!(
                                 "Invalid type for '{param}.output': expected a string, got {}.",
-                                json_type(v)
+                                type_name(v)
                             ),
                         ));
                     }
@@ -357,7 +357,7 @@ pub fn parse_request(body: &[u8], drop_unknown: bool) -> Result<ChatRequest, Api
                 "instructions",
                 format!(
                     "Invalid type for 'instructions': expected a string, got {}.",
-                    json_type(v)
+                    type_name(v)
                 ),
             ));
         }
