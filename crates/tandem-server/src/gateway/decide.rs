@@ -14,6 +14,8 @@ pub struct Prepared {
     pub prompt_tokens: Option<usize>,
     /// PII findings per message.
     pub findings: Vec<Vec<Finding>>,
+    /// PII findings in the arguments of each message's calls (`[message][call]`).
+    pub arg_findings: Vec<Vec<Vec<Finding>>>,
     /// API key name.
     pub key_name: Option<String>,
     /// Tenant.
@@ -91,15 +93,12 @@ pub async fn prepare_with(
         .map(|m| rt.detector.detect(&m.content))
         .collect();
     // The guard also looks at the arguments of calls in the history.
+    let arg_findings = scan_args(&rt, &req.messages);
     let flat: Vec<Finding> = findings
         .iter()
         .flatten()
+        .chain(arg_findings.iter().flatten().flatten())
         .cloned()
-        .chain(req.messages.iter().flat_map(|m| {
-            m.tool_calls
-                .iter()
-                .flat_map(|c| rt.detector.detect(&c.function.arguments))
-        }))
         .collect();
     let run = {
         let rt = rt.clone();
@@ -166,6 +165,7 @@ pub async fn prepare_with(
         category,
         prompt_tokens,
         findings,
+        arg_findings,
         key_name,
         tenant,
     })

@@ -159,6 +159,7 @@ pub(crate) struct Ctx {
     pub(crate) state: Arc<AppState>,
     pub(crate) rt: Arc<Runtime>,
     findings: Vec<Vec<Finding>>,
+    arg_findings: Vec<Vec<Vec<Finding>>>,
     remote_pii: PiiAction,
     pub(crate) acct: Acct,
 }
@@ -173,6 +174,7 @@ impl Ctx {
                 .iter()
                 .map(|m| self.rt.detector.detect(&m.content))
                 .collect(),
+            arg_findings: scan_args(&self.rt, messages),
             remote_pii: self.remote_pii,
             acct: self.acct.clone(),
         }
@@ -227,6 +229,7 @@ pub async fn chat(
         rt: p.rt.clone(),
         remote_pii: d.remote_pii_action,
         findings: p.findings,
+        arg_findings: p.arg_findings,
         acct: acct.clone(),
     };
     let overhead_ms = meta.start.elapsed().as_secs_f64() * 1000.0;

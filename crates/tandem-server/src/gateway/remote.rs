@@ -2,22 +2,29 @@
 
 use super::*;
 
+/// PII in the arguments of each message's calls (`[message][call]`): the history's calls
+/// carry data too (their results are messages, scanned as such).
+pub(super) fn scan_args(
+    rt: &Runtime,
+    messages: &[tandem_types::openai::ChatMessage],
+) -> Vec<Vec<Vec<Finding>>> {
+    messages
+        .iter()
+        .map(|m| {
+            m.tool_calls
+                .iter()
+                .map(|c| rt.detector.detect(&c.function.arguments))
+                .collect()
+        })
+        .collect()
+}
+
 /// The request as it may leave the machine, and the masker to restore the answer.
 pub(super) fn outbound(
     ctx: &Ctx,
     req: &ChatRequest,
 ) -> Result<(ChatRequest, Option<Masker>), ApiError> {
-    // Arguments of the calls in the history carry data too (tool results are messages).
-    let arg_findings: Vec<Vec<Vec<Finding>>> = req
-        .messages
-        .iter()
-        .map(|m| {
-            m.tool_calls
-                .iter()
-                .map(|c| ctx.rt.detector.detect(&c.function.arguments))
-                .collect()
-        })
-        .collect();
+    let arg_findings = &ctx.arg_findings;
     if ctx.findings.iter().all(Vec::is_empty) && arg_findings.iter().flatten().all(Vec::is_empty) {
         return Ok((req.clone(), None));
     }
@@ -26,7 +33,7 @@ pub(super) fn outbound(
         PiiAction::Mask => {
             let mut masker = Masker::new();
             let mut out = req.clone();
-            for ((m, f), args) in out.messages.iter_mut().zip(&ctx.findings).zip(&arg_findings) {
+            for ((m, f), args) in out.messages.iter_mut().zip(&ctx.findings).zip(arg_findings) {
                 if !f.is_empty() {
                     m.content = masker.mask(&m.content, f);
                 }
