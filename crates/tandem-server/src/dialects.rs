@@ -6,7 +6,7 @@
 //! errors included.
 
 use crate::gateway;
-use crate::http::{HttpError, finish, model_label, read_body, routing_headers, sse};
+use crate::respond::{HttpError, finish, model_label, read_body, routing_headers, sse};
 use crate::state::AppState;
 use axum::body::Body;
 use axum::extract::State;

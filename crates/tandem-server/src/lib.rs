@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod pipeline;
 pub mod rag;
 pub mod reload;
+pub mod respond;
 pub mod runtime;
 pub mod state;
 

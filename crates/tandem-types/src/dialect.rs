@@ -1,28 +1,7 @@
 //! Which API a client spoke: every dialect is parsed into the same internal
 //! [`crate::openai::ChatRequest`] and its answer rendered back in the client's own shape.
 
-/// The client's API.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Dialect {
-    /// `POST /v1/chat/completions` (and the internal requests Tandem makes itself).
-    #[default]
-    OpenAiChat,
-    /// `POST /v1/messages` (Anthropic Messages).
-    Anthropic,
-    /// `POST /v1/responses` (OpenAI Responses).
-    Responses,
-}
-
-impl Dialect {
-    /// The name the ledger and metrics record.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Dialect::OpenAiChat => "openai",
-            Dialect::Anthropic => "anthropic",
-            Dialect::Responses => "responses",
-        }
-    }
-}
+pub use crate::openai::Dialect;
 
 /// A stream event of a non-OpenAI dialect: the SSE event name and its JSON data.
 pub type Event = (&'static str, serde_json::Value);

@@ -5,7 +5,6 @@
 //! unsupported parameters are rejected with a 400 instead of being silently ignored (unless
 //! the server is configured to drop them).
 
-use crate::dialect::Dialect;
 use crate::error::ApiError;
 use crate::tools::{
     ResponseFormat, Tool, ToolCall, ToolCallDelta, ToolChoice, parse_message_tool_calls,
@@ -13,6 +12,29 @@ use crate::tools::{
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+
+/// Which API a client spoke (see [`crate::dialect`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Dialect {
+    /// `POST /v1/chat/completions` (and the internal requests Tandem makes itself).
+    #[default]
+    OpenAiChat,
+    /// `POST /v1/messages` (Anthropic Messages).
+    Anthropic,
+    /// `POST /v1/responses` (OpenAI Responses).
+    Responses,
+}
+
+impl Dialect {
+    /// The name the ledger and metrics record.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Dialect::OpenAiChat => "openai",
+            Dialect::Anthropic => "anthropic",
+            Dialect::Responses => "responses",
+        }
+    }
+}
 
 /// Largest `n` accepted (choices per prompt).
 pub const MAX_N: u32 = 16;
