@@ -16,11 +16,12 @@ def _binary():
     return os.path.join(target, "release", "tandem")
 
 
-def _serve(models, parallel):
+def _serve(models, parallel, extra=()):
     threads = os.environ.get("TANDEM_TEST_THREADS", "2")
     args = [_binary(), "serve", "--port", "0", "--threads", threads, "--parallel", str(parallel)]
     for m in models:
         args += ["--model", m]
+    args += list(extra)
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     url = None
     deadline = time.time() + 120

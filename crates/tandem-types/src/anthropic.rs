@@ -17,7 +17,11 @@
 //!   is the JSON text in a text block. `output_config.effort` is accepted without effect.
 //! * Accepted and not forwarded: `metadata`, `thinking` (answers come without thinking
 //!   blocks), `service_tier`, `speed`, `inference_geo`, `diagnostics`, `user_profile_id`,
-//!   `workspace_id`, `cache_control` (top level and on blocks), `citations` on blocks.
+//!   `workspace_id`, `cache_control` (top level and on blocks), `citations` on blocks,
+//!   `context_management` (Claude Code sends it to clear old thinking, which Tandem never
+//!   forwards; the whole conversation goes on as sent, so nothing is lost).
+//! * A `system` message inside `messages` (the `mid-conversation-system` beta Claude Code
+//!   uses) → a `system` message at that place; its blocks must be text.
 //! * `container` (code-execution containers) is refused: Tandem runs no server tools.
 //! * Refused with a 400 naming the field: image and document blocks, server tools (a `type`
 //!   other than `custom`), anything else unknown (unless the server drops unknown fields).
@@ -57,6 +61,7 @@ const KNOWN: &[&str] = &[
     "user_profile_id",
     "workspace_id",
     "container",
+    "context_management",
     "tandem",
 ];
 
@@ -70,6 +75,7 @@ const COUNT_KNOWN: &[&str] = &[
     "thinking",
     "output_config",
     "cache_control",
+    "context_management",
     "tandem",
 ];
 
@@ -155,11 +161,11 @@ fn parse_message(i: usize, m: &Value, out: &mut Vec<ChatMessage>) -> Result<(), 
         return Err(invalid(&param, "Input should be an object"));
     };
     let role = match o.get("role") {
-        Some(Value::String(r)) if r == "user" || r == "assistant" => r.clone(),
+        Some(Value::String(r)) if r == "user" || r == "assistant" || r == "system" => r.clone(),
         Some(Value::String(r)) => {
             return Err(invalid(
                 &format!("{param}.role"),
-                format!("Input should be 'user' or 'assistant', not '{r}'"),
+                format!("Input should be 'user', 'assistant' or 'system', not '{r}'"),
             ));
         }
         _ => return Err(invalid(&format!("{param}.role"), "Field required")),
@@ -229,6 +235,12 @@ fn parse_message(i: usize, m: &Value, out: &mut Vec<ChatMessage>) -> Result<(), 
                 return Err(invalid(
                     &format!("{p}.type"),
                     format!("'{ty}' blocks may only appear in assistant messages"),
+                ));
+            }
+            (_, "system") => {
+                return Err(invalid(
+                    &format!("{p}.type"),
+                    format!("system messages take text blocks only, not '{ty}'"),
                 ));
             }
             ("tool_result", _) => {
@@ -790,6 +802,32 @@ mod tests {
         assert_eq!(req.dialect, Dialect::Anthropic);
     }
 
+    /// What Claude Code 2.1 sends besides the basics: a system message between turns (the
+    /// `mid-conversation-system` beta), `context_management`, adaptive thinking, `effort`.
+    #[test]
+    fn claude_code_requests_parse() {
+        let req = parse(json!({
+            "model": "claude-x", "max_tokens": 32000, "stream": true,
+            "system": [{"type": "text", "text": "You are an agent."}],
+            "messages": [
+                {"role": "user", "content": [{"type": "text", "text": "What does notes.txt say?"}]},
+                {"role": "system", "content": "Available agent types: ..."}
+            ],
+            "thinking": {"type": "adaptive"},
+            "context_management": {"edits": [{"type": "clear_thinking_20251015", "keep": "all"}]},
+            "output_config": {"effort": "high"},
+            "metadata": {"user_id": "{\"session_id\":\"s\"}"}
+        }))
+        .unwrap();
+        let roles: Vec<&str> = req.messages.iter().map(|m| m.role.as_str()).collect();
+        assert_eq!(roles, ["system", "user", "system"]);
+        assert_eq!(req.messages[2].content, "Available agent types: ...");
+        let err = parse(json!({"model": "m", "max_tokens": 8, "messages": [
+            {"role": "system", "content": [{"type": "tool_result", "tool_use_id": "t"}]}]}))
+        .unwrap_err();
+        assert_eq!(err.param.as_deref(), Some("messages.0.content.0.type"));
+    }
+
     #[test]
     fn output_config_format_is_a_json_schema_response_format() {
         let req = parse(json!({"model": "m", "max_tokens": 9, "messages": [{"role": "user", "content": "x"}],
@@ -838,7 +876,7 @@ mod tests {
             (
                 {
                     let mut b = base();
-                    b["messages"] = json!([{"role": "system", "content": "x"}]);
+                    b["messages"] = json!([{"role": "tool", "content": "x"}]);
                     b
                 },
                 "messages.0.role",

@@ -271,8 +271,9 @@ pub fn run(args: ServeArgs) -> Result<()> {
             })
             .collect()
     };
-    if entries.is_empty() {
-        bail!("no local models to serve");
+    // A gateway over remote models only (no local model) is a valid deployment.
+    if entries.is_empty() && cfg.models.is_empty() {
+        bail!("no models to serve: the configuration defines none and no --model was given");
     }
     let (chat, embed) = load_models(&store, &entries, &args.engine, &cfg.engine, args.pull)?;
     let mut cfg_label = cfg_label;
