@@ -27,23 +27,17 @@ fn json_options() -> Value {
     })
 }
 
-/// Objects that list `properties` and say nothing of `additionalProperties` get
-/// `additionalProperties: false`, recursively (as OpenAI's strict mode requires of every
-/// schema). JSON Schema's default would let the grammar accept any further key, and a small
-/// model uses that: measured on `make eval-tools`, Qwen2.5-0.5B added invented keys (`"to"`,
-/// `"type": "object"`) and repeated them until the arguments no longer parsed. A schema that
-/// wants extra keys says `additionalProperties: true` (or a schema) and keeps them.
-pub fn close_objects(schema: &mut Value) {
+/// Calls `f` on `schema` and on every subschema in it (properties, definitions, items,
+/// combinators, conditionals).
+fn each_subschema(schema: &mut Value, f: &mut impl FnMut(&mut serde_json::Map<String, Value>)) {
     match schema {
         Value::Object(o) => {
-            if o.contains_key("properties") && !o.contains_key("additionalProperties") {
-                o.insert("additionalProperties".into(), Value::Bool(false));
-            }
+            f(o);
             for (k, v) in o.iter_mut() {
                 match k.as_str() {
                     "properties" | "$defs" | "definitions" | "patternProperties" => {
                         if let Value::Object(m) = v {
-                            m.values_mut().for_each(close_objects);
+                            m.values_mut().for_each(|s| each_subschema(s, f));
                         }
                     }
                     "items"
@@ -52,26 +46,68 @@ pub fn close_objects(schema: &mut Value) {
                     | "if"
                     | "then"
                     | "else"
-                    | "contains" => close_objects(v),
+                    | "contains" => each_subschema(v, f),
                     "anyOf" | "oneOf" | "allOf" | "prefixItems" => {
                         if let Value::Array(a) = v {
-                            a.iter_mut().for_each(close_objects);
+                            a.iter_mut().for_each(|s| each_subschema(s, f));
                         }
                     }
                     _ => {}
                 }
             }
         }
-        Value::Array(a) => a.iter_mut().for_each(close_objects),
+        Value::Array(a) => a.iter_mut().for_each(|s| each_subschema(s, f)),
         _ => {}
     }
 }
 
-/// `schema` closed (see [`close_objects`]) and with Tandem's JSON layout options (unless the
-/// caller set `x-guidance` itself).
+/// Objects that list `properties` and say nothing of `additionalProperties` get
+/// `additionalProperties: false`, recursively (as OpenAI's strict mode requires of every
+/// schema). JSON Schema's default would let the grammar accept any further key, and a small
+/// model uses that: measured on `make eval-tools`, Qwen2.5-0.5B added invented keys (`"to"`,
+/// `"type": "object"`) and repeated them until the arguments no longer parsed. A schema that
+/// wants extra keys says `additionalProperties: true` (or a schema) and keeps them.
+pub fn close_objects(schema: &mut Value) {
+    each_subschema(schema, &mut |o| {
+        if o.contains_key("properties") && !o.contains_key("additionalProperties") {
+            o.insert("additionalProperties".into(), Value::Bool(false));
+        }
+    });
+}
+
+/// The largest integer JSON carries exactly everywhere (2^53 - 1, JavaScript's
+/// `Number.MAX_SAFE_INTEGER`).
+pub const MAX_SAFE_INTEGER: i64 = 9_007_199_254_740_991;
+
+/// Integers without bounds get JSON's safe range, ±(2^53 − 1), so that at most 16 digits
+/// are allowed. Unbounded, the grammar lets a small model write digits until `max_tokens`:
+/// measured on `make eval-tools`, SmolLM2-135M wrote `"amount_twd": 1000…` for 160 tokens and
+/// the arguments never closed. A bound the schema sets is kept.
+pub fn bound_integers(schema: &mut Value) {
+    each_subschema(schema, &mut |o| {
+        let integer = match o.get("type") {
+            Some(Value::String(t)) => t == "integer",
+            Some(Value::Array(ts)) => ts.iter().any(|t| t == "integer"),
+            _ => false,
+        };
+        if !integer {
+            return;
+        }
+        if !o.contains_key("minimum") && !o.contains_key("exclusiveMinimum") {
+            o.insert("minimum".into(), Value::from(-MAX_SAFE_INTEGER));
+        }
+        if !o.contains_key("maximum") && !o.contains_key("exclusiveMaximum") {
+            o.insert("maximum".into(), Value::from(MAX_SAFE_INTEGER));
+        }
+    });
+}
+
+/// `schema` closed (see [`close_objects`]), its integers bounded (see [`bound_integers`]),
+/// and with Tandem's JSON layout options (unless the caller set `x-guidance` itself).
 pub fn with_layout(schema: &Value) -> Value {
     let mut s = schema.clone();
     close_objects(&mut s);
+    bound_integers(&mut s);
     if let Value::Object(o) = &mut s
         && !o.contains_key("x-guidance")
     {
@@ -371,8 +407,26 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 
 #[cfg(test)]
 mod close_tests {
-    use super::close_objects;
+    use super::{MAX_SAFE_INTEGER, bound_integers, close_objects};
     use serde_json::json;
+
+    #[test]
+    fn integers_without_bounds_get_the_safe_range() {
+        let mut s = json!({"type": "object", "properties": {
+            "n": {"type": "integer"},
+            "m": {"type": ["integer", "null"], "minimum": 1},
+            "x": {"type": "number"},
+            "k": {"type": "array", "items": {"type": "integer", "exclusiveMaximum": 10}}}});
+        bound_integers(&mut s);
+        let p = &s["properties"];
+        assert_eq!(p["n"]["minimum"], -MAX_SAFE_INTEGER);
+        assert_eq!(p["n"]["maximum"], MAX_SAFE_INTEGER);
+        assert_eq!(p["m"]["minimum"], 1);
+        assert_eq!(p["m"]["maximum"], MAX_SAFE_INTEGER);
+        assert!(p["x"].get("maximum").is_none());
+        assert!(p["k"]["items"].get("maximum").is_none());
+        assert_eq!(p["k"]["items"]["minimum"], -MAX_SAFE_INTEGER);
+    }
 
     #[test]
     fn objects_with_properties_are_closed_unless_they_say_otherwise() {

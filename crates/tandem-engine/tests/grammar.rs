@@ -271,3 +271,27 @@ async fn a_lazy_grammar_is_free_until_its_trigger() {
         panic!("the model did not write the trigger: {text:?}");
     }
 }
+
+/// An integer without bounds is held to JSON's safe range, so a model cannot write digits
+/// until `max_tokens` (SmolLM2-135M did, in `make eval-tools`): the grammar takes 16 digits
+/// and refuses a 17th.
+#[test]
+fn unbounded_integers_stop_at_the_safe_range() {
+    let e = engine();
+    let schema =
+        json!({"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]});
+    let accepts = |text: &str| {
+        let mut c = e
+            .compile_grammar(&GrammarSpec::JsonSchema(schema.clone()), None)
+            .unwrap();
+        // One token at a time, as decoding feeds them.
+        e.tokenize(text, false)
+            .into_iter()
+            .try_for_each(|t| c.accept(t))
+            .is_ok()
+    };
+    assert!(accepts(r#"{"n": 9007199254740991}"#));
+    assert!(accepts(r#"{"n": -42}"#));
+    assert!(!accepts(r#"{"n": 9007199254740992}"#));
+    assert!(!accepts(r#"{"n": 123456789012345678901234567890}"#));
+}
