@@ -9,7 +9,7 @@ BIN := $(CARGO_TARGET_DIR)/release/tandem
 TEST_MODELS := smollm2-135m qwen2.5-coder-0.5b minilm-l6 multilingual-e5-small
 PORT ?= 8080
 
-.PHONY: run test deps build lint test-models test-rust test-python bench bench-grammar eval-tools clean-target
+.PHONY: run test deps build lint test-models test-rust test-python bench bench-grammar eval-tools eval-tools-vs-llama clean-target
 
 ## run: fetch the default models if missing, build, and serve on 127.0.0.1:$(PORT)
 run: build
@@ -45,6 +45,16 @@ bench-grammar: test-models
 ## (EVAL_TOOLS_ARGS="--base URL" to score another OpenAI-compatible server instead)
 eval-tools: build test-models
 	python3 scripts/eval-tools.py $${EVAL_TOOLS_ARGS:---tandem $(BIN)}
+
+## eval-tools-vs-llama: the same cases through llama.cpp's own llama-server (built from the
+## vendored sources by scripts/build-llama-server.sh, ~15 min once) and through Tandem, on the
+## same GGUF in one run, for each bundled chat SLM (EVAL_TOOLS_MODELS to choose)
+EVAL_TOOLS_MODELS ?= qwen2.5-coder-0.5b smollm2-135m
+eval-tools-vs-llama: build test-models
+	scripts/build-llama-server.sh
+	@for m in $(EVAL_TOOLS_MODELS); do \
+	  python3 scripts/eval-tools.py --model $$m --tandem $(BIN) \
+	    --llama-server $(TANDEM_HOME)/llama-server/bin/llama-server || exit 1; done
 
 ## bench: Tandem vs llama.cpp's own llama-bench / llama-batched-bench (see docs/benchmarks.md)
 bench: build test-models

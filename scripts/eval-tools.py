@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Function-calling accuracy over eval/tools/cases.jsonl through any OpenAI-compatible
 server: a `tandem serve` it starts itself (--tandem BIN --model NAME) or one already running
-(--base URL, e.g. llama.cpp's llama-server --jinja on the same GGUF).
+(--base URL), and/or llama.cpp's own llama-server it starts on the same GGUF (--llama-server
+BIN, built by scripts/build-llama-server.sh) in the same run, for the comparison.
 
 A case is right when the calls match exactly: the same function names (in order; for
 `parallel` cases as a multiset) with the same argument values (strings compared after
@@ -61,68 +62,137 @@ def start_tandem(binary, model):
     sys.exit("tandem serve did not start")
 
 
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--tandem", help="tandem binary to start")
-    ap.add_argument("--base", help="an already running server's base URL")
-    ap.add_argument("--model", default="qwen2.5-coder-0.5b")
-    ap.add_argument("--cases", default=os.path.join(ROOT, "eval/tools/cases.jsonl"))
-    ap.add_argument("--tools", default=os.path.join(ROOT, "eval/tools/tools.json"))
-    ap.add_argument("--limit", type=int, default=0, help="only the first N cases (CI's short run)")
-    ap.add_argument("--json", action="store_true")
-    a = ap.parse_args()
+def start_llama_server(binary, model):
+    """llama.cpp's own server on the same GGUF Tandem serves, with its Jinja chat templates
+    (what llama-server needs for tools), one slot, greedy as every request asks."""
+    home = os.environ.get("TANDEM_HOME", os.path.expanduser("~/.cache/tandem"))
+    d = os.path.join(home, "models", model)
+    ggufs = sorted(f for f in os.listdir(d) if f.endswith(".gguf")) if os.path.isdir(d) else []
+    if not ggufs:
+        sys.exit(f"no GGUF for {model} under {d} (tandem pull {model})")
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    threads = str(min(4, os.cpu_count() or 2))
+    args = [binary, "-m", os.path.join(d, ggufs[0]), "--jinja", "--host", "127.0.0.1", "--port", str(port),
+            "-t", threads, "-c", "4096", "-np", "1"]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    import urllib.request
+    deadline = time.time() + 180
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            sys.exit(f"llama-server exited with {proc.returncode}")
+        try:
+            with urllib.request.urlopen(base + "/health", timeout=2) as r:
+                if r.status == 200:
+                    return proc, base
+        except OSError:
+            pass
+        time.sleep(0.5)
+    proc.kill()
+    sys.exit("llama-server did not become healthy")
+
+
+def run_cases(base, model, cases, library):
     import openai
 
-    proc = None
-    if a.tandem:
-        proc, base = start_tandem(a.tandem, a.model)
-    elif a.base:
-        base = a.base.rstrip("/")
-    else:
-        sys.exit("give --tandem BIN or --base URL")
     client = openai.OpenAI(base_url=base + "/v1", api_key="none", max_retries=0, timeout=300)
-    library = json.load(open(a.tools, encoding="utf-8"))
-    cases = [json.loads(l) for l in open(a.cases, encoding="utf-8") if l.strip()]
-    if a.limit:
-        cases = cases[: a.limit]
     rows = []
-    t0 = time.time()
-    try:
-        for c in cases:
-            tools = [{"type": "function", "function": {"name": n, **library[n]}} for n in c["tools"]]
-            calls, error = [], None
-            try:
-                r = client.chat.completions.create(model=a.model, messages=c["messages"], tools=tools,
-                                                   tool_choice="auto", temperature=0, max_tokens=160)
-                for t in r.choices[0].message.tool_calls or []:
-                    try:
-                        args = json.loads(t.function.arguments)
-                    except json.JSONDecodeError:
-                        args = {"_unparsable": t.function.arguments}
-                    calls.append({"name": t.function.name, "arguments": args})
-            except openai.APIError as e:
-                error = str(e)
-            rows.append({"id": c["id"], "kind": c["kind"], "lang": c["lang"], "ok": error is None and score(c, calls),
-                         "calls": calls, "error": error})
-    finally:
-        if proc:
-            proc.terminate()
-            proc.wait(timeout=30)
+    for c in cases:
+        tools = [{"type": "function", "function": {"name": n, **library[n]}} for n in c["tools"]]
+        calls, error = [], None
+        try:
+            r = client.chat.completions.create(model=model, messages=c["messages"], tools=tools,
+                                               tool_choice="auto", temperature=0, max_tokens=160)
+            for t in r.choices[0].message.tool_calls or []:
+                try:
+                    args = json.loads(t.function.arguments)
+                except json.JSONDecodeError:
+                    args = {"_unparsable": t.function.arguments}
+                calls.append({"name": t.function.name, "arguments": args})
+        except openai.APIError as e:
+            error = str(e)
+        rows.append({"id": c["id"], "kind": c["kind"], "lang": c["lang"], "ok": error is None and score(c, calls),
+                     "calls": calls, "error": error})
+    return rows
+
+
+def report_of(server, model, rows, seconds):
     by = collections.defaultdict(lambda: [0, 0])
     for r in rows:
         for k in ("all", r["kind"], r["lang"]):
             by[k][0] += r["ok"]
             by[k][1] += 1
-    report = {"model": a.model, "server": "tandem" if a.tandem else base, "cases": len(rows),
-              "seconds": round(time.time() - t0, 1),
-              "accuracy": {k: {"right": v[0], "n": v[1], "share": round(v[0] / v[1], 3)} for k, v in sorted(by.items())},
-              "wrong": [r for r in rows if not r["ok"]]}
+    return {"model": model, "server": server, "cases": len(rows), "seconds": round(seconds, 1),
+            "accuracy": {k: {"right": v[0], "n": v[1], "share": round(v[0] / v[1], 3)} for k, v in sorted(by.items())},
+            "wrong": [r for r in rows if not r["ok"]]}
+
+
+def evaluate(label, start, model, cases, library):
+    proc, base = start()
+    t0 = time.time()
+    try:
+        rows = run_cases(base, model, cases, library)
+    finally:
+        if proc:
+            proc.terminate()
+            proc.wait(timeout=30)
+    return report_of(label, model, rows, time.time() - t0)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--tandem", help="tandem binary to start")
+    ap.add_argument("--llama-server", help="also run llama.cpp's llama-server binary on the same GGUF, in the same run")
+    ap.add_argument("--base", help="an already running server's base URL (instead of --tandem)")
+    ap.add_argument("--model", default="qwen2.5-coder-0.5b")
+    ap.add_argument("--cases", default=os.path.join(ROOT, "eval/tools/cases.jsonl"))
+    ap.add_argument("--tools", default=os.path.join(ROOT, "eval/tools/tools.json"))
+    ap.add_argument("--limit", type=int, default=0, help="only the first N cases")
+    ap.add_argument("--per-kind", type=int, default=0, help="only the first N cases of each kind (CI's short run)")
+    ap.add_argument("--json", action="store_true")
+    a = ap.parse_args()
+    library = json.load(open(a.tools, encoding="utf-8"))
+    cases = [json.loads(l) for l in open(a.cases, encoding="utf-8") if l.strip()]
+    if a.per_kind:
+        seen = collections.Counter()
+        picked = []
+        for c in cases:
+            seen[c["kind"]] += 1
+            if seen[c["kind"]] <= a.per_kind:
+                picked.append(c)
+        cases = picked
+    if a.limit:
+        cases = cases[: a.limit]
+    reports = []
+    if a.llama_server:
+        reports.append(evaluate("llama-server", lambda: start_llama_server(a.llama_server, a.model),
+                                a.model, cases, library))
+    if a.tandem:
+        reports.append(evaluate("tandem", lambda: start_tandem(a.tandem, a.model), a.model, cases, library))
+    elif a.base:
+        reports.append(evaluate(a.base, lambda: (None, a.base.rstrip("/")), a.model, cases, library))
+    if not reports:
+        sys.exit("give --tandem BIN, --base URL and/or --llama-server BIN")
     if a.json:
-        print(json.dumps(report, ensure_ascii=False, indent=1))
-    else:
-        print(f"{a.model} via {report['server']}: {len(rows)} cases in {report['seconds']} s")
-        for k, v in report["accuracy"].items():
-            print(f"  {k:<9} {v['right']:>3}/{v['n']:<3} {v['share']:.3f}")
+        out = reports[0] if len(reports) == 1 else {"runs": reports}
+        print(json.dumps(out, ensure_ascii=False, indent=1))
+        return
+    for rep in reports:
+        print(f"{a.model} via {rep['server']}: {rep['cases']} cases in {rep['seconds']} s")
+    keys = list(reports[0]["accuracy"])
+    print(f"  {'':<9} " + "  ".join(f"{rep['server'][:14]:>14}" for rep in reports))
+    for k in keys:
+        cells = []
+        for rep in reports:
+            v = rep["accuracy"][k]
+            cells.append(f"{v['right']:>3}/{v['n']:<3} {v['share']:.3f}")
+        print(f"  {k:<9} " + "  ".join(f"{c:>14}" for c in cells))
+    if len(reports) == 2:
+        a0, a1 = (rep["accuracy"]["all"]["right"] for rep in reports)
+        print(f"  {reports[1]['server']} - {reports[0]['server']}: {a1 - a0:+d} cases")
 
 
 if __name__ == "__main__":
