@@ -14,7 +14,8 @@
 //!    upstream, directly and through Tandem in interleaved rounds (`BENCH_ROUNDS`, default 6,
 //!    of `BENCH_SECS` each); load generator, gateway and upstream are three processes
 //!    (`BENCH_LOADGEN=inprocess`, `BENCH_UPSTREAM=inprocess` fold them into this one) —
-//!    baseline: the direct call. `BENCH_DIALECT=anthropic|responses` sends the gateway leg
+//!    baselines: the direct call, and a bare axum + reqwest proxy in this process (what any
+//!    gateway on this stack pays for two HTTP hops, with no parsing or policy). `BENCH_DIALECT=anthropic|responses` sends the gateway leg
 //!    as `/v1/messages` or `/v1/responses` instead of chat completions.
 #![allow(clippy::unwrap_used)]
 
@@ -30,6 +31,9 @@ use tandem_server::{AppState, ServerOptions};
 use tandem_types::openai::ChatMessage;
 
 fn pct(v: &mut [f64], p: f64) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
     let i = ((p / 100.0) * v.len() as f64).ceil() as usize;
     v[i.clamp(1, v.len()) - 1]
@@ -368,6 +372,44 @@ async fn start_upstream() -> (String, Option<tokio::process::Child>) {
     (up, Some(child))
 }
 
+/// The floor any HTTP gateway on this stack pays: an axum handler that forwards the body
+/// unchanged to the upstream with a pooled reqwest client and returns the upstream's bytes
+/// (no parsing, no policy). Returns its base URL.
+async fn serve_bare_proxy(up: String) -> String {
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(512)
+        .build()
+        .unwrap();
+    let target = format!("{up}/v1/chat/completions");
+    let app = axum::Router::new().route(
+        "/v1/chat/completions",
+        post(move |body: axum::body::Bytes| {
+            let (client, target) = (client.clone(), target.clone());
+            async move {
+                let r = client
+                    .post(&target)
+                    .header("content-type", "application/json")
+                    .body(body)
+                    .send()
+                    .await
+                    .unwrap();
+                let bytes = r.bytes().await.unwrap();
+                ([("content-type", "application/json")], bytes)
+            }
+        }),
+    );
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", l.local_addr().unwrap());
+    tokio::spawn(async move {
+        use axum::serve::ListenerExt;
+        let l = l.tap_io(|t| {
+            let _ = t.set_nodelay(true);
+        });
+        axum::serve(l, app).await
+    });
+    url
+}
+
 async fn gateway(rate: f64, secs: f64) {
     let (up, _upstream) = start_upstream().await;
     let yaml = format!(
@@ -400,6 +442,7 @@ async fn gateway(rate: f64, secs: f64) {
         ),
     };
     println!("  client dialect on the gateway leg: {dialect} ({gw_path})");
+    let bare = serve_bare_proxy(up.clone()).await;
     let direct_body = serde_json::json!({"model": "fast", "messages": [{"role": "user", "content": "Hello, what is the status of my order 12345?"}]});
     // Warm up both paths.
     load(
@@ -410,7 +453,14 @@ async fn gateway(rate: f64, secs: f64) {
     )
     .await;
     load(format!("{gw}{gw_path}"), 200.0, 1.0, body.clone()).await;
-    // Interleaved rounds (direct then gateway, gateway then direct, ...): both paths see the
+    load(
+        format!("{bare}/v1/chat/completions"),
+        200.0,
+        1.0,
+        direct_body.clone(),
+    )
+    .await;
+    // Interleaved rounds (the legs' order rotates each round): all paths see the
     // same machine over the run, so a slow stretch (another process, the hypervisor) does
     // not land on one side only. The pooled latencies give the headline p99s; each round's
     // p99 difference shows the spread.
@@ -419,35 +469,38 @@ async fn gateway(rate: f64, secs: f64) {
         .and_then(|s| s.parse().ok())
         .unwrap_or(6)
         .max(1);
-    let (mut d, mut g) = (Vec::new(), Vec::new());
-    let (mut de, mut ge) = (0, 0);
-    let (mut cpu_d, mut cpu_g) = (0.0, 0.0);
+    // Three legs per round, in rotating order: 0 direct to the upstream, 1 through the bare
+    // proxy (the stack's floor), 2 through Tandem.
+    // BENCH_LEGS (e.g. `2`): only these legs, to profile one path alone.
+    let legs: Vec<usize> = std::env::var("BENCH_LEGS")
+        .map(|s| s.split(',').filter_map(|x| x.trim().parse().ok()).collect())
+        .unwrap_or_else(|_| vec![0, 1, 2]);
+    let mut lat_of: [Vec<f64>; 3] = Default::default();
+    let mut errors_of = [0usize; 3];
+    let mut cpu_of = [0.0f64; 3];
     let mut round_diffs = Vec::new();
     for r in 0..rounds {
-        let mut p99 = [0.0f64; 2];
-        for leg in 0..2 {
-            let gateway_leg = (leg + r) % 2 == 1;
-            let (url, b) = if gateway_leg {
-                (format!("{gw}{gw_path}"), body.clone())
-            } else {
-                (format!("{up}/v1/chat/completions"), direct_body.clone())
+        let mut p99 = [0.0f64; 3];
+        for k in 0..3 {
+            let leg = (k + r) % 3;
+            if !legs.contains(&leg) {
+                continue;
+            }
+            let (url, b) = match leg {
+                2 => (format!("{gw}{gw_path}"), body.clone()),
+                1 => (format!("{bare}/v1/chat/completions"), direct_body.clone()),
+                _ => (format!("{up}/v1/chat/completions"), direct_body.clone()),
             };
             let c0 = cpu_secs();
             let (mut lat, errors) = load_any(url, rate, secs, b).await;
-            let cpu = cpu_secs() - c0;
-            p99[usize::from(gateway_leg)] = pct(&mut lat, 99.0);
-            if gateway_leg {
-                ge += errors;
-                cpu_g += cpu;
-                g.extend(lat);
-            } else {
-                de += errors;
-                cpu_d += cpu;
-                d.extend(lat);
-            }
+            cpu_of[leg] += cpu_secs() - c0;
+            p99[leg] = pct(&mut lat, 99.0);
+            errors_of[leg] += errors;
+            lat_of[leg].extend(lat);
         }
-        round_diffs.push(p99[1] - p99[0]);
+        round_diffs.push(p99[2] - p99[0]);
     }
+    let [mut d, mut b, mut g] = lat_of;
     let per = |c: f64, n: usize| c / n.max(1) as f64 * 1e6;
     println!(
         "open-loop {rate} requests/s, {rounds} interleaved rounds of {secs} s per path, loopback; load generator: {}; upstream: {} (all share the 2 cores)",
@@ -463,17 +516,29 @@ async fn gateway(rate: f64, secs: f64) {
         }
     );
     let (d50, d99) = summary("  direct to upstream (baseline)", &mut d, "ms");
+    let (b50, b99) = summary("  through a bare axum+reqwest proxy", &mut b, "ms");
     let (g50, g99) = summary("  through Tandem", &mut g, "ms");
-    println!("  errors: direct {de}, gateway {ge}");
-    let (cd, cg) = (per(cpu_d, d.len()), per(cpu_g, g.len()));
     println!(
-        "  CPU per request of this process (the gateway; plus upstream and client where in-process): direct {cd:.0} µs, through Tandem {cg:.0} µs; Tandem adds {:.0} µs",
-        cg - cd
+        "  errors: direct {}, bare proxy {}, gateway {}",
+        errors_of[0], errors_of[1], errors_of[2]
+    );
+    let (cd, cb, cg) = (
+        per(cpu_of[0], d.len()),
+        per(cpu_of[1], b.len()),
+        per(cpu_of[2], g.len()),
     );
     println!(
-        "  overhead p50 {:.3} ms, p99 {:.3} ms (pooled); ratio p99 gateway/direct {:.2}; ratio overhead p99 / 1 ms budget {:.2}",
+        "  CPU per request of this process (the gateway; plus upstream and client where in-process): direct {cd:.0} µs, bare proxy {cb:.0} µs, through Tandem {cg:.0} µs; Tandem adds {:.0} µs, {:.0} µs over the bare proxy (ratio Tandem / bare proxy {:.2})",
+        cg - cd,
+        cg - cb,
+        (cg - cd) / (cb - cd).max(1e-9)
+    );
+    println!(
+        "  overhead p50 {:.3} ms, p99 {:.3} ms (pooled); bare proxy's p50 {:.3} ms, p99 {:.3} ms; ratio p99 gateway/direct {:.2}; ratio overhead p99 / 1 ms budget {:.2}",
         g50 - d50,
         g99 - d99,
+        b50 - d50,
+        b99 - d99,
         g99 / d99,
         g99 - d99
     );

@@ -38,8 +38,10 @@ pub(crate) async fn call_full(
             .chat(&out)
             .await
             .map_err(|e| provider_error(model, &e))?;
-        ctx.acct.with(|r| r.sent_out = Some(reply.sent.clone()));
         let mut c = reply.completion;
+        // What left the machine goes to the ledger as it was sent (moved, not copied).
+        let sent = reply.sent;
+        ctx.acct.with(|r| r.sent_out = Some(sent));
         c.model = model.to_string();
         if let Some(m) = &masker {
             for ch in &mut c.choices {
@@ -149,7 +151,8 @@ pub(super) async fn start_stream(
             .chat_stream(&out)
             .await
             .map_err(|e| provider_error(model, &e))?;
-        ctx.acct.with(|r| r.sent_out = Some(us.sent.clone()));
+        let sent = us.sent;
+        ctx.acct.with(|r| r.sent_out = Some(sent));
         Ok(forward_remote(
             us.stream,
             model.to_string(),

@@ -100,57 +100,55 @@ pub async fn prepare_with(
         .chain(arg_findings.iter().flatten().flatten())
         .cloned()
         .collect();
-    let run = {
-        let rt = rt.clone();
-        let messages = req.messages.clone();
-        let requested = req.model.clone();
-        let (wants_tools, tool_count) = (req.wants_tools(), req.tools.len());
-        let structured = req.response_format.is_structured();
-        let headers = meta.headers.clone();
-        let key = key_name.clone();
-        let tenant = tenant.clone();
-        move || {
-            let count = || match &token_engine {
-                Some(e) => e
-                    .chat_prompt(&messages)
-                    .map(|t| t.len())
-                    .unwrap_or_else(|_| estimate_tokens(&messages)),
-                None => estimate_tokens(&messages),
-            };
-            let classify = || rt.classifier.classify(last_user(&messages)).ok();
-            let router = || rt.slm_win_probability(last_user(&messages));
-            let facts = Facts::new(&count, &classify).with_router(&router);
-            let rr = RouteRequest {
-                requested_model: &requested,
-                messages: &messages,
-                headers: &headers,
-                api_key: key.as_deref(),
-                tenant: tenant.as_deref(),
-                latency_budget_ms: budget,
-                pii: &flat,
-                tools: if wants_tools { tool_count } else { 0 },
-                structured_output: structured,
-            };
-            let d = rt.config.decide(&rr, &facts);
-            if eager {
-                facts.category();
-                facts.prompt_tokens();
-            }
-            d.map(|d| {
-                (
-                    d,
-                    facts.category_if_computed().cloned(),
-                    facts.tokens_if_computed(),
-                )
-            })
-        }
+    let facts_in = DecideIn {
+        requested: &req.model,
+        messages: &req.messages,
+        headers: &meta.headers,
+        key: key_name.as_deref(),
+        tenant: tenant.as_deref(),
+        budget,
+        pii: &flat,
+        tools: if req.wants_tools() {
+            req.tools.len()
+        } else {
+            0
+        },
+        structured: req.response_format.is_structured(),
+        eager,
     };
+    // The classifier and the tokenizer are CPU work of milliseconds: off the async workers.
+    // A decision by rules alone runs here, on borrowed data.
     let out = if rt.needs_category || eager {
-        tokio::task::spawn_blocking(run)
-            .await
-            .map_err(|e| ApiError::internal(format!("routing task failed: {e}")))?
+        let (rt2, requested, messages, headers) = (
+            rt.clone(),
+            req.model.clone(),
+            req.messages.clone(),
+            meta.headers.clone(),
+        );
+        let (key, tenant2, pii) = (key_name.clone(), tenant.clone(), flat.clone());
+        let (tools, structured) = (facts_in.tools, facts_in.structured);
+        tokio::task::spawn_blocking(move || {
+            decide_now(
+                &rt2,
+                token_engine.as_ref(),
+                &DecideIn {
+                    requested: &requested,
+                    messages: &messages,
+                    headers: &headers,
+                    key: key.as_deref(),
+                    tenant: tenant2.as_deref(),
+                    budget,
+                    pii: &pii,
+                    tools,
+                    structured,
+                    eager,
+                },
+            )
+        })
+        .await
+        .map_err(|e| ApiError::internal(format!("routing task failed: {e}")))?
     } else {
-        run()
+        decide_now(&rt, token_engine.as_ref(), &facts_in)
     };
     let (decision, category, prompt_tokens) = out.map_err(|e| match e {
         RouteError::UnknownModel { model } => {
@@ -168,6 +166,63 @@ pub async fn prepare_with(
         arg_findings,
         key_name,
         tenant,
+    })
+}
+
+/// What the policy looks at, borrowed.
+struct DecideIn<'a> {
+    requested: &'a str,
+    messages: &'a [tandem_types::openai::ChatMessage],
+    headers: &'a [(String, String)],
+    key: Option<&'a str>,
+    tenant: Option<&'a str>,
+    budget: Option<f64>,
+    pii: &'a [Finding],
+    tools: usize,
+    structured: bool,
+    eager: bool,
+}
+
+type Decided = (Decision, Option<Classification>, Option<usize>);
+
+/// The policy's decision, with the facts (category, prompt tokens) computed lazily.
+fn decide_now(
+    rt: &Runtime,
+    token_engine: Option<&tandem_engine::Engine>,
+    d: &DecideIn<'_>,
+) -> Result<Decided, RouteError> {
+    let count = || match token_engine {
+        Some(e) => e
+            .chat_prompt(d.messages)
+            .map(|t| t.len())
+            .unwrap_or_else(|_| estimate_tokens(d.messages)),
+        None => estimate_tokens(d.messages),
+    };
+    let classify = || rt.classifier.classify(last_user(d.messages)).ok();
+    let router = || rt.slm_win_probability(last_user(d.messages));
+    let facts = Facts::new(&count, &classify).with_router(&router);
+    let rr = RouteRequest {
+        requested_model: d.requested,
+        messages: d.messages,
+        headers: d.headers,
+        api_key: d.key,
+        tenant: d.tenant,
+        latency_budget_ms: d.budget,
+        pii: d.pii,
+        tools: d.tools,
+        structured_output: d.structured,
+    };
+    let decision = rt.config.decide(&rr, &facts);
+    if d.eager {
+        facts.category();
+        facts.prompt_tokens();
+    }
+    decision.map(|dec| {
+        (
+            dec,
+            facts.category_if_computed().cloned(),
+            facts.tokens_if_computed(),
+        )
     })
 }
 

@@ -20,16 +20,17 @@ pub(super) fn scan_args(
 }
 
 /// The request as it may leave the machine, and the masker to restore the answer.
-pub(super) fn outbound(
+pub(super) fn outbound<'r>(
     ctx: &Ctx,
-    req: &ChatRequest,
-) -> Result<(ChatRequest, Option<Masker>), ApiError> {
+    req: &'r ChatRequest,
+) -> Result<(std::borrow::Cow<'r, ChatRequest>, Option<Masker>), ApiError> {
+    use std::borrow::Cow;
     let arg_findings = &ctx.arg_findings;
     if ctx.findings.iter().all(Vec::is_empty) && arg_findings.iter().flatten().all(Vec::is_empty) {
-        return Ok((req.clone(), None));
+        return Ok((Cow::Borrowed(req), None));
     }
     match ctx.remote_pii {
-        PiiAction::Allow => Ok((req.clone(), None)),
+        PiiAction::Allow => Ok((Cow::Borrowed(req), None)),
         PiiAction::Mask => {
             let mut masker = Masker::new();
             let mut out = req.clone();
@@ -43,7 +44,7 @@ pub(super) fn outbound(
                     }
                 }
             }
-            Ok((out, Some(masker)))
+            Ok((Cow::Owned(out), Some(masker)))
         }
         PiiAction::ForceLocal | PiiAction::Block => Err(ApiError::invalid(
             "messages",
