@@ -1,4 +1,5 @@
-//! Calling models: one model (local engine or remote upstream), and the fallback chain.
+//! Calling models: one model (through its [`Backend`](super::backend::Backend)), and the
+//! fallback chain.
 
 use super::*;
 
@@ -30,38 +31,7 @@ pub(crate) async fn call_full(
     model: &str,
     req: &ChatRequest,
 ) -> Result<ChatCompletion, ApiError> {
-    if let Some(remote) = ctx.rt.remotes.get(model) {
-        let (out, masker) = outbound(ctx, req)?;
-        ctx.acct.called(model);
-        let reply = remote
-            .upstream
-            .chat(&out)
-            .await
-            .map_err(|e| provider_error(model, &e))?;
-        let mut c = reply.completion;
-        // What left the machine goes to the ledger as it was sent (moved, not copied).
-        let sent = reply.sent;
-        ctx.acct.with(|r| r.sent_out = Some(sent));
-        c.model = model.to_string();
-        if let Some(m) = &masker {
-            for ch in &mut c.choices {
-                ch.message.content = m.restore(&ch.message.content);
-                for t in &mut ch.message.tool_calls {
-                    t.function.arguments = m.restore(&t.function.arguments);
-                }
-            }
-        }
-        ctx.acct
-            .call(model, c.usage.prompt_tokens, c.usage.completion_tokens);
-        Ok(c)
-    } else {
-        let engine = ctx.state.chat_engine(model)?;
-        ctx.acct.called(model);
-        let c = pipeline::chat_completion(engine, req, &ctx.state.fingerprint).await?;
-        ctx.acct
-            .call(model, c.usage.prompt_tokens, c.usage.completion_tokens);
-        Ok(c)
-    }
+    backend(ctx, model)?.complete(ctx, req).await
 }
 
 /// Try `model`, then its fallbacks, with `call`, moving on only for failures of the model
@@ -138,48 +108,11 @@ pub(super) async fn run_stream(
     Ok((rx, cand))
 }
 
+/// Start streaming from one model.
 pub(super) async fn start_stream(
     ctx: &Ctx,
     model: &str,
     req: &ChatRequest,
 ) -> Result<mpsc::Receiver<SsePayload>, ApiError> {
-    if let Some(remote) = ctx.rt.remotes.get(model) {
-        let (out, masker) = outbound(ctx, req)?;
-        ctx.acct.called(model);
-        let us = remote
-            .upstream
-            .chat_stream(&out)
-            .await
-            .map_err(|e| provider_error(model, &e))?;
-        let sent = us.sent;
-        ctx.acct.with(|r| r.sent_out = Some(sent));
-        Ok(forward_remote(
-            us.stream,
-            model.to_string(),
-            req.include_usage,
-            masker,
-            ctx.acct.clone(),
-        ))
-    } else {
-        let engine = ctx.state.chat_engine(model)?;
-        ctx.acct.called(model);
-        let acct = ctx.acct.clone();
-        let name = model.to_string();
-        let grammar = wants_grammar(req);
-        let on_done: pipeline::OnDone = Box::new(move |o: StreamOutcome| {
-            acct.call(&name, o.prompt_tokens, o.completion_tokens);
-            acct.answered(&name, o.prompt_tokens, o.completion_tokens);
-            let called = !o.tool_calls.is_empty();
-            acct.output(o.tool_calls, grammar || called);
-            let status = if o.error.is_some() {
-                500
-            } else if o.cancelled {
-                499
-            } else {
-                200
-            };
-            acct.finish(status, o.error, o.ttft_ms);
-        });
-        pipeline::chat_stream(engine, req, &ctx.state.fingerprint, Some(on_done))
-    }
+    backend(ctx, model)?.stream(ctx, req).await
 }

@@ -25,6 +25,7 @@ use tandem_types::{ApiError, ErrorKind};
 use tokio::sync::mpsc;
 
 mod acct;
+mod backend;
 mod call;
 mod cascade;
 mod decide;
@@ -32,6 +33,7 @@ mod remote;
 mod replay;
 
 pub(crate) use acct::Acct;
+use backend::*;
 use call::*;
 pub(crate) use call::{call_full, with_fallbacks};
 use cascade::*;
