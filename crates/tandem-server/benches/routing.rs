@@ -319,14 +319,11 @@ fn loadgen_main(url: String, rate: f64, secs: f64) {
     println!("{}", serde_json::json!({"lat": lat, "errors": errors}));
 }
 
-/// The fast upstream: a fixed completion, no work. Returns its base URL.
-async fn serve_upstream() -> String {
-    let app = axum::Router::new().route(
-        "/v1/chat/completions",
-        post(|| async { ([("content-type", "application/json")], COMPLETION) }),
-    );
+/// Serves `app` on a free loopback port (TCP_NODELAY, as `tandem serve` sets it) on this
+/// runtime. Returns its base URL.
+async fn spawn_server(app: axum::Router) -> String {
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let up = format!("http://{}", l.local_addr().unwrap());
+    let url = format!("http://{}", l.local_addr().unwrap());
     tokio::spawn(async move {
         use axum::serve::ListenerExt;
         let l = l.tap_io(|t| {
@@ -334,7 +331,16 @@ async fn serve_upstream() -> String {
         });
         axum::serve(l, app).await
     });
-    up
+    url
+}
+
+/// The fast upstream: a fixed completion, no work. Returns its base URL.
+async fn serve_upstream() -> String {
+    let app = axum::Router::new().route(
+        "/v1/chat/completions",
+        post(|| async { ([("content-type", "application/json")], COMPLETION) }),
+    );
+    spawn_server(app).await
 }
 
 /// Upstream mode (`BENCH_UPSTREAM=1`): serves the fast upstream on its own runtime (one
@@ -398,16 +404,7 @@ async fn serve_bare_proxy(up: String) -> String {
             }
         }),
     );
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", l.local_addr().unwrap());
-    tokio::spawn(async move {
-        use axum::serve::ListenerExt;
-        let l = l.tap_io(|t| {
-            let _ = t.set_nodelay(true);
-        });
-        axum::serve(l, app).await
-    });
-    url
+    spawn_server(app).await
 }
 
 async fn gateway(rate: f64, secs: f64) {

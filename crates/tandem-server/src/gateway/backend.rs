@@ -8,8 +8,9 @@ use super::*;
 use crate::runtime::RemoteEntry;
 use futures::future::BoxFuture;
 
-/// A model the gateway can call. Both methods account the call itself (`called`, its tokens
-/// and cost); which answer the client gets is the caller's to record.
+/// A model the gateway can call. Both methods record that the model was called; a stream
+/// also accounts its tokens and cost when it ends, a whole completion leaves that to
+/// [`call_full`](super::call_full). Which answer the client gets is the caller's to record.
 pub(super) trait Backend: Send + Sync {
     /// A whole completion.
     fn complete<'a>(
@@ -53,10 +54,7 @@ impl Backend for Local<'_> {
     ) -> BoxFuture<'a, Result<ChatCompletion, ApiError>> {
         Box::pin(async move {
             ctx.acct.called(self.name);
-            let c = pipeline::chat_completion(self.engine, req, &ctx.state.fingerprint).await?;
-            ctx.acct
-                .call(self.name, c.usage.prompt_tokens, c.usage.completion_tokens);
-            Ok(c)
+            pipeline::chat_completion(self.engine, req, &ctx.state.fingerprint).await
         })
     }
 
@@ -123,8 +121,6 @@ impl Backend for Remote<'_> {
                     }
                 }
             }
-            ctx.acct
-                .call(self.name, c.usage.prompt_tokens, c.usage.completion_tokens);
             Ok(c)
         })
     }

@@ -31,7 +31,10 @@ pub(crate) async fn call_full(
     model: &str,
     req: &ChatRequest,
 ) -> Result<ChatCompletion, ApiError> {
-    backend(ctx, model)?.complete(ctx, req).await
+    let c = backend(ctx, model)?.complete(ctx, req).await?;
+    ctx.acct
+        .call(model, c.usage.prompt_tokens, c.usage.completion_tokens);
+    Ok(c)
 }
 
 /// Try `model`, then its fallbacks, with `call`, moving on only for failures of the model
