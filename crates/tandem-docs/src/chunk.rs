@@ -218,7 +218,7 @@ impl Ctx<'_> {
         for (bi, b) in blocks.iter().enumerate() {
             let heading = matches!(b.kind, BlockKind::Heading { .. });
             let before = pieces.len();
-            self.split_block(b.range.clone(), &mut pieces);
+            self.split_block(b.range.clone(), b.kind, &mut pieces);
             for p in &mut pieces[before..] {
                 p.block = bi;
                 p.heading = heading;
@@ -322,8 +322,21 @@ impl Ctx<'_> {
     }
 
     /// Cuts a block into pieces that tile it: sentences, with oversized ones cut further.
-    fn split_block(&self, range: Range<usize>, out: &mut Vec<Piece>) {
+    /// A table's pieces are its rows (its lines), so no chunk starts or ends inside a row;
+    /// only a row over the budget on its own is cut like a paragraph.
+    fn split_block(&self, range: Range<usize>, kind: BlockKind, out: &mut Vec<Piece>) {
         let text = self.text;
+        if kind == BlockKind::Table {
+            for row in boundaries(text, range, |c, _| c == '\n') {
+                let tokens = (self.count)(&text[row.clone()]);
+                if tokens <= self.max {
+                    out.push(piece(row, tokens));
+                } else {
+                    self.split_block(row, BlockKind::Paragraph, out);
+                }
+            }
+            return;
+        }
         for sentence in boundaries(text, range, is_sentence_end) {
             let tokens = (self.count)(&text[sentence.clone()]);
             if tokens <= self.max {

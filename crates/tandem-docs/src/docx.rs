@@ -9,6 +9,7 @@ use quick_xml::Reader;
 use quick_xml::events::{BytesRef, BytesStart, Event};
 
 use crate::builder::DocBuilder;
+use crate::table::Table;
 use crate::{BlockKind, Document, ExtractError, Format};
 
 /// Largest XML part read from the archive (guards against zip bombs).
@@ -203,7 +204,7 @@ fn body_blocks(
     let mut in_t = false;
     let mut skip_depth = 0usize;
     let mut tbl_depth = 0usize;
-    let mut rows: Vec<String> = Vec::new();
+    let mut rows: Vec<Vec<String>> = Vec::new();
     let mut cells: Vec<String> = Vec::new();
     let mut cell = String::new();
     let mut saw_body = false;
@@ -289,15 +290,22 @@ fn body_blocks(
                     }
                     "tr" if tbl_depth == 1 => {
                         if cells.iter().any(|c| !c.is_empty()) {
-                            rows.push(cells.join(" | "));
+                            rows.push(std::mem::take(&mut cells));
                         }
                         cells.clear();
                     }
                     "tbl" => {
                         tbl_depth = tbl_depth.saturating_sub(1);
                         if tbl_depth == 0 {
-                            b.push(BlockKind::Table, &rows.join("\n"), None);
-                            rows.clear();
+                            // Word tables label their columns in the first row; a table of
+                            // one row or one column has nothing to label.
+                            let width = rows.iter().map(Vec::len).max().unwrap_or(0);
+                            let header_rows = usize::from(rows.len() > 1 && width > 1);
+                            let t = Table {
+                                rows: std::mem::take(&mut rows),
+                                header_rows,
+                            };
+                            b.push(BlockKind::Table, &t.to_text(), None);
                         }
                     }
                     _ => {}

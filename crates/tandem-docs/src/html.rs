@@ -4,6 +4,7 @@
 use scraper::{ElementRef, Html, Node};
 
 use crate::builder::{DocBuilder, is_cjk};
+use crate::table::Table;
 use crate::{BlockKind, Document, Format};
 
 /// Elements whose content is never document text.
@@ -116,9 +117,12 @@ impl Walker {
             }
             "table" => {
                 self.flush();
-                let mut rows = Vec::new();
-                collect_rows(el, &mut rows);
-                self.b.push(BlockKind::Table, &rows.join("\n"), None);
+                let mut t = HtmlTable::default();
+                collect_rows(el, false, &mut t);
+                if let Some(c) = &t.caption {
+                    self.b.push(BlockKind::Paragraph, c, None);
+                }
+                self.b.push(BlockKind::Table, &t.table.to_text(), None);
             }
             "br" => self.cur.push(BR),
             "li" => self.block(BlockKind::ListItem, |w| w.children(el)),
@@ -147,30 +151,46 @@ impl Walker {
     }
 }
 
-/// One line per table row, cells joined by " | ". Nested tables are flattened into their cell.
-fn collect_rows(el: ElementRef<'_>, rows: &mut Vec<String>) {
+/// A table being read: its rows, and its caption (a paragraph of its own).
+#[derive(Default)]
+struct HtmlTable {
+    table: Table,
+    caption: Option<String>,
+}
+
+/// The rows of a table. Leading rows inside `<thead>` or made only of `<th>` cells are its
+/// header. Nested tables are flattened into their cell.
+fn collect_rows(el: ElementRef<'_>, in_head: bool, t: &mut HtmlTable) {
     for child in el.children().filter_map(ElementRef::wrap) {
         match child.value().name() {
             "tr" => {
-                let cells: Vec<String> = child
+                let tags: Vec<ElementRef<'_>> = child
                     .children()
                     .filter_map(ElementRef::wrap)
                     .filter(|c| matches!(c.value().name(), "td" | "th"))
-                    .map(|c| collapse(&visible_text(c)))
                     .collect();
-                let line = cells.join(" | ");
-                if !line.trim_matches([' ', '|']).is_empty() {
-                    rows.push(line);
+                let cells: Vec<String> = tags
+                    .iter()
+                    .map(|c| collapse(&visible_text(*c)).replace('\n', " "))
+                    .collect();
+                if cells.iter().all(|c| c.trim().is_empty()) {
+                    continue;
                 }
+                let all_th = tags.iter().all(|c| c.value().name() == "th");
+                if (in_head || all_th) && t.table.header_rows == t.table.rows.len() {
+                    t.table.header_rows += 1;
+                }
+                t.table.rows.push(cells);
             }
             "caption" => {
                 let c = collapse(&visible_text(child));
                 if !c.is_empty() {
-                    rows.push(c);
+                    t.caption = Some(c);
                 }
             }
+            "thead" => collect_rows(child, true, t),
             n if SKIP.contains(&n) => {}
-            _ => collect_rows(child, rows),
+            _ => collect_rows(child, in_head, t),
         }
     }
 }

@@ -14,6 +14,7 @@ mod docx;
 mod html;
 mod markdown;
 mod pdf;
+mod table;
 
 pub use chunk::chunk;
 
@@ -45,7 +46,9 @@ pub enum BlockKind {
     ListItem,
     /// A code block, its line breaks and indentation kept.
     Code,
-    /// A table: one line per row, cells joined by `" | "`.
+    /// A table: one line per body row, each cell labelled by its column's header
+    /// (`label：value；…` in Chinese, `label: value; …` otherwise); cells joined by `" | "`
+    /// when the table has no header.
     Table,
 }
 

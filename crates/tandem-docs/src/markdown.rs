@@ -3,7 +3,29 @@
 use pulldown_cmark::{Event, HeadingLevel, Options, Parser, Tag, TagEnd};
 
 use crate::builder::{DocBuilder, is_cjk};
+use crate::table::{Table, cell};
 use crate::{BlockKind, Document, Format};
+
+/// A Markdown table being read: its rows so far, the open row and cell.
+#[derive(Default)]
+struct OpenTable {
+    table: Table,
+    row: Vec<String>,
+    cell: String,
+    in_head: bool,
+}
+
+impl OpenTable {
+    fn end_row(&mut self) {
+        let row = std::mem::take(&mut self.row);
+        if !row.is_empty() {
+            self.table.rows.push(row);
+            if self.in_head {
+                self.table.header_rows += 1;
+            }
+        }
+    }
+}
 
 pub(crate) fn parse(text: &str, encoding: &str) -> Document {
     let opts = Options::ENABLE_TABLES
@@ -16,7 +38,7 @@ pub(crate) fn parse(text: &str, encoding: &str) -> Document {
     let mut item_depth = 0usize;
     let mut in_metadata = false;
     let mut metadata = String::new();
-    let mut cell_in_row = 0usize;
+    let mut table: Option<OpenTable> = None;
 
     let flush = |b: &mut DocBuilder, cur: &mut String, kind: &mut Option<BlockKind>| {
         if let Some(k) = kind.take() {
@@ -61,19 +83,52 @@ pub(crate) fn parse(text: &str, encoding: &str) -> Document {
                 Tag::Table(_) => {
                     flush(&mut b, &mut cur, &mut kind);
                     kind = Some(BlockKind::Table);
+                    table = Some(OpenTable::default());
                 }
-                Tag::TableHead | Tag::TableRow => cell_in_row = 0,
-                Tag::TableCell => {
-                    if cell_in_row > 0 {
-                        cur.push_str(" | ");
+                Tag::TableHead => {
+                    if let Some(t) = &mut table {
+                        t.in_head = true;
+                        t.row.clear();
                     }
-                    cell_in_row += 1;
+                }
+                Tag::TableRow => {
+                    if let Some(t) = &mut table {
+                        t.row.clear();
+                    }
+                }
+                Tag::TableCell => {
+                    if let Some(t) = &mut table {
+                        t.cell.clear();
+                    }
                 }
                 Tag::MetadataBlock(_) => in_metadata = true,
                 _ => {}
             },
             Event::End(tag) => match tag {
-                TagEnd::Heading(_) | TagEnd::CodeBlock | TagEnd::Table => {
+                TagEnd::Table => {
+                    if let Some(t) = table.take() {
+                        cur = t.table.to_text();
+                    }
+                    flush(&mut b, &mut cur, &mut kind);
+                }
+                TagEnd::TableCell => {
+                    if let Some(t) = &mut table {
+                        let c = cell(&t.cell);
+                        t.row.push(c);
+                    }
+                }
+                TagEnd::TableHead => {
+                    if let Some(t) = &mut table {
+                        t.end_row();
+                        t.in_head = false;
+                    }
+                }
+                TagEnd::TableRow => {
+                    if let Some(t) = &mut table {
+                        t.end_row();
+                    }
+                }
+                TagEnd::Heading(_) | TagEnd::CodeBlock => {
                     flush(&mut b, &mut cur, &mut kind);
                 }
                 TagEnd::Paragraph if item_depth == 0 => {
@@ -90,10 +145,19 @@ pub(crate) fn parse(text: &str, encoding: &str) -> Document {
                         kind = Some(BlockKind::ListItem);
                     }
                 }
-                TagEnd::TableHead | TagEnd::TableRow => cur.push('\n'),
                 TagEnd::MetadataBlock(_) => in_metadata = false,
                 _ => {}
             },
+            Event::Text(t) | Event::Code(t) if table.is_some() => {
+                if let Some(open) = &mut table {
+                    open.cell.push_str(&t);
+                }
+            }
+            Event::SoftBreak | Event::HardBreak if table.is_some() => {
+                if let Some(open) = &mut table {
+                    open.cell.push(' ');
+                }
+            }
             Event::Text(t) => {
                 if in_metadata {
                     metadata.push_str(&t);
@@ -186,7 +250,7 @@ mod tests {
                 ("two", BlockKind::ListItem),
                 ("nested", BlockKind::ListItem),
                 ("fn main() {}", BlockKind::Code),
-                ("a | b\n1 | 2", BlockKind::Table),
+                ("a: 1; b: 2", BlockKind::Table),
             ]
         );
         assert_eq!(d.blocks[4].heading_path, vec!["Guide", "Install"]);

@@ -253,6 +253,55 @@ fn headings_start_chunks_and_overlap_stays_in_section() {
     assert_eq!(chunks[1].heading_path, vec!["Intro"]);
 }
 
+/// A leave table whose rows look alike: each chunk must hold whole rows, each with its
+/// header, so "滿 3 年未滿 5 年" is never separated from its 14 days.
+#[test]
+fn table_rows_are_never_cut_and_keep_their_header() {
+    let mut md = String::from("# 特休\n\n| 年資 | 特休天數 | 備註 |\n|---|---|---|\n");
+    for y in 1..40 {
+        md.push_str(&format!(
+            "| 滿 {y} 年未滿 {} 年 | 每年 {} 天 | 依勞基法；由主管核准 |\n",
+            y + 1,
+            y + 6
+        ));
+    }
+    let doc = extract("leave.md", md.as_bytes()).expect("extracts");
+    let table = doc
+        .blocks
+        .iter()
+        .find(|b| b.kind == BlockKind::Table)
+        .expect("a table");
+    let rows: Vec<&str> = doc.text[table.range.clone()].lines().collect();
+    assert_eq!(rows.len(), 39);
+    assert_eq!(
+        rows[2],
+        "年資：滿 3 年未滿 4 年；特休天數：每年 9 天；備註：依勞基法；由主管核准"
+    );
+    let opts = ChunkOptions {
+        max_tokens: 60,
+        overlap_tokens: 20,
+    };
+    let chunks = chunk(&doc, &opts, &chars4);
+    assert!(chunks.len() > 3, "the table spans several chunks");
+    check(&doc, &opts, &chunks).expect("chunk invariants");
+    for c in &chunks {
+        for line in c.text.lines().filter(|l| l.contains('：')) {
+            assert!(
+                rows.contains(&line),
+                "chunk {} cuts a row: {line:?}",
+                c.index
+            );
+        }
+    }
+    // Every row is in some chunk.
+    for r in &rows {
+        assert!(
+            chunks.iter().any(|c| c.text.lines().any(|l| l == *r)),
+            "{r}"
+        );
+    }
+}
+
 #[test]
 fn small_blocks_pack_and_are_not_split() {
     let doc = doc_of(&[

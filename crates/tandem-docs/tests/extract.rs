@@ -188,7 +188,7 @@ fn html_structure_and_entities() {
             "項目一",
             "項目 二",
             "Table",
-            "名稱 | 值\na | 1",
+            "名稱：a；值：1",
             "code\n  block",
             "Line one\nLine two",
         ]
@@ -431,7 +431,7 @@ fn docx_headings_paragraphs_tables() {
             "Split runs & tabs\tend",
             "細節",
             "清單項目",
-            "名稱 | 數量\n蘋果 | 3",
+            "名稱：蘋果；數量：3",
             "kept"
         ]
     );
