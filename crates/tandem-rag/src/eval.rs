@@ -19,6 +19,10 @@ pub struct Question {
     /// Strings any of which, found in an answer, makes it correct.
     #[serde(default)]
     pub accept: Vec<String>,
+    /// A question that asks several things: one list of accepted strings per part, and
+    /// every part must be matched (then `accept` is empty).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub parts: Vec<Vec<String>>,
     /// File names of the documents that answer it.
     #[serde(default)]
     pub sources: Vec<String>,
@@ -61,7 +65,16 @@ pub fn load_questions(text: &str) -> Result<Vec<Question>, EvalError> {
         if q.question.trim().is_empty() {
             return Err(bad("`question` is empty"));
         }
+        if q.parts
+            .iter()
+            .any(|p| p.iter().all(|a| a.trim().is_empty()))
+        {
+            return Err(bad(
+                "every entry of `parts` needs a non-empty accepted string",
+            ));
+        }
         if q.answerable
+            && q.parts.is_empty()
             && q.accept.iter().all(|a| a.trim().is_empty())
             && q.answer.trim().is_empty()
         {
@@ -110,6 +123,14 @@ pub fn grade(q: &Question, answer: &str) -> bool {
         return is_idk(answer);
     }
     let a = normalize(answer);
+    let matches = |alts: &[String]| {
+        alts.iter()
+            .map(|s| normalize(s))
+            .any(|s| !s.is_empty() && a.contains(&s))
+    };
+    if !q.parts.is_empty() {
+        return q.parts.iter().all(|p| matches(p));
+    }
     let accept: Vec<&String> = if q.accept.is_empty() {
         vec![&q.answer]
     } else {
@@ -393,6 +414,7 @@ mod tests {
             question: "How many?".into(),
             answer: String::new(),
             accept: accept.iter().map(|s| s.to_string()).collect(),
+            parts: Vec::new(),
             sources: sources.iter().map(|s| s.to_string()).collect(),
             answerable,
             kind: "fact".into(),
@@ -455,6 +477,19 @@ mod tests {
         assert_eq!(o.citation_pr(), (Some(0.5), 0.5));
         o.cited.clear();
         assert_eq!(o.citation_pr(), (None, 0.0));
+    }
+
+    #[test]
+    fn multi_part_questions_need_every_part() {
+        let mut m = q(true, &[], &["a.md"]);
+        m.parts = vec![vec!["14 days".into(), "14 天".into()], vec!["HR-12".into()]];
+        assert!(grade(&m, "14 天 [1], form HR-12 [2]"));
+        assert!(!grade(&m, "14 days [1]"));
+        let line = r#"{"id":"m","lang":"en","question":"Q?","parts":[["x"],[" "]],"answerable":true,"type":"multi_part"}"#;
+        let e = load_questions(line).unwrap_err().to_string();
+        assert!(e.contains("line 1") && e.contains("parts"), "{e}");
+        let ok = r#"{"id":"m","lang":"en","question":"Q?","parts":[["x"],["y"]],"answerable":true,"type":"multi_part"}"#;
+        assert_eq!(load_questions(ok).unwrap()[0].parts.len(), 2);
     }
 
     #[test]
