@@ -9,7 +9,7 @@ BIN := $(CARGO_TARGET_DIR)/release/tandem
 TEST_MODELS := smollm2-135m qwen2.5-coder-0.5b minilm-l6 multilingual-e5-small
 PORT ?= 8080
 
-.PHONY: run test deps build lint test-models test-rust test-python bench bench-grammar eval-tools eval-tools-vs-llama clean-target
+.PHONY: run test deps build lint test-models test-rust test-python bench bench-grammar eval-rag eval-tools eval-tools-vs-llama clean-target
 
 ## run: fetch the default models if missing, build, and serve on 127.0.0.1:$(PORT)
 run: build
@@ -40,6 +40,18 @@ test-python: build test-models
 ## bench-grammar: constrained vs free decoding, llguidance vs GBNF per-step cost (docs/benchmarks.md)
 bench-grammar: test-models
 	cargo bench --locked -p tandem-engine --bench grammar
+
+## eval-rag: every question of both RAG sets (eval/rag, eval/rag-insurer) in RAG_MODES with
+## the built-in SLM and LLM. Answers are cached in eval-out/rag*/outcomes.jsonl so that an
+## interrupted run resumes; delete those files after changing prompts or retrieval.
+## RAG_LIMIT=N: the first N questions of each language only. ~5 s per question in `local`.
+RAG_MODES ?= local,escalate
+RAG_LIMIT ?= 0
+eval-rag: build
+	TANDEM_KB_DIR=eval-out/kb $(BIN) eval rag --kb evalset --ingest eval/rag/kb \
+	    --questions eval/rag/questions.jsonl --out eval-out/rag --modes $(RAG_MODES) --limit $(RAG_LIMIT) --pull
+	TANDEM_KB_DIR=eval-out/kb $(BIN) eval rag --kb insurer --ingest eval/rag-insurer/kb \
+	    --questions eval/rag-insurer/questions.jsonl --out eval-out/rag-insurer --modes $(RAG_MODES) --limit $(RAG_LIMIT) --pull
 
 ## eval-tools: function-calling accuracy of the bundled SLM on eval/tools/cases.jsonl
 ## (EVAL_TOOLS_ARGS="--base URL" to score another OpenAI-compatible server instead)

@@ -150,6 +150,7 @@ pub fn compress(
     order.extend(by_overlap.iter().map(|s| s.id));
     let mut kept: HashSet<usize> = HashSet::new();
     let mut used = 0;
+    let mut labelled: HashSet<usize> = HashSet::new();
     let mut picked_by_slm = 0;
     for id in order {
         if kept.contains(&id) {
@@ -158,11 +159,20 @@ pub fn compress(
         let Some(s) = sentences.iter().find(|s| s.id == id) else {
             continue;
         };
-        let cost = estimate_tokens(&s.text) + 1;
+        // The first sentence of a passage also brings its "[n] label" line.
+        let label = if labelled.contains(&s.passage) {
+            0
+        } else {
+            passages.iter().find(|p| p.n == s.passage).map_or(0, |p| {
+                estimate_tokens(&format!("[{}] {}", p.n, p.label())) + 1
+            })
+        };
+        let cost = estimate_tokens(&s.text) + 1 + label;
         if used + cost > budget.max_tokens && !kept.is_empty() {
             continue;
         }
         used += cost;
+        labelled.insert(s.passage);
         kept.insert(id);
         if picked.contains(&id) {
             picked_by_slm += 1;

@@ -19,6 +19,7 @@ pub mod cite;
 pub mod compress;
 pub mod draft;
 pub mod eval;
+pub mod evidence;
 pub mod ground;
 pub mod prompt;
 pub mod text;

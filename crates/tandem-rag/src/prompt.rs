@@ -13,6 +13,65 @@ pub fn idk_phrase(lang: Lang) -> &'static str {
     }
 }
 
+/// The examples the prompts show, deliberately from a domain no knowledge base of ours
+/// is about: a small model copies examples, and a copied one must be recognisable
+/// ([`copies_example`]) rather than pass for an answer.
+pub const EXAMPLES: [&str; 2] = [
+    "The museum's east wing opens at 9 a.m. [2].",
+    "博物館東翼每天上午 9 點開放 [2]。",
+];
+
+/// Whether an answer is (essentially) one of the prompts' examples.
+pub fn copies_example(answer: &str) -> bool {
+    let squash = |s: &str| -> String {
+        crate::cite::strip_markers(s, usize::MAX)
+            .chars()
+            .filter(|c| c.is_alphanumeric())
+            .flat_map(char::to_lowercase)
+            .collect()
+    };
+    let a = squash(answer);
+    !a.is_empty() && EXAMPLES.iter().any(|e| a == squash(e))
+}
+
+/// Asks the SLM which numbered lines state the answer (to `part` of the question when it
+/// asks several things). The reply is constrained by [`crate::evidence::selection_schema`].
+pub fn select_evidence(question: &str, part: Option<&str>, listing: &str) -> (String, String) {
+    let lang = Lang::detect(question);
+    let q = question.trim();
+    match lang {
+        Lang::En => (
+            format!(
+                "You find evidence. Read the numbered lines and the question, then reply with \
+                 the numbers of the lines that state the answer, best first, at most {}, as \
+                 JSON with the key \"lines\". If no line states the answer, give no numbers.",
+                crate::evidence::MAX_PICKS
+            ),
+            match part {
+                Some(p) => format!(
+                    "Lines:\n{listing}\n\nQuestion: {q}\nFind the lines for this part only: {}",
+                    p.trim()
+                ),
+                None => format!("Lines:\n{listing}\n\nQuestion: {q}"),
+            },
+        ),
+        Lang::Zh => (
+            format!(
+                "你要找出證據。閱讀編號的句子和問題，回覆寫出答案的句子編號，最相關的放前面，最多 {} 個，\
+                 以 JSON 回覆，鍵為 \"lines\"。如果沒有任何句子寫出答案，就不要給編號。",
+                crate::evidence::MAX_PICKS
+            ),
+            match part {
+                Some(p) => format!(
+                    "句子：\n{listing}\n\n問題：{q}\n只找這一部分的句子：{}",
+                    p.trim()
+                ),
+                None => format!("句子：\n{listing}\n\n問題：{q}"),
+            },
+        ),
+    }
+}
+
 /// The numbered sources block: `[n] label` then the text, blank line between sources.
 pub fn sources_block(passages: &[Passage]) -> String {
     let mut out = String::new();
@@ -30,14 +89,15 @@ fn answer_system(lang: Lang) -> String {
         Lang::En => format!(
             "Answer the question using only the numbered sources. Reply with one or two \
              complete sentences in English that state the answer, and end each sentence with \
-             the number of its source in square brackets, for example: \"Employees get 14 \
-             days of annual leave [1].\" If the sources do not contain the answer, reply \
-             exactly: {}",
+             the number of its source in square brackets, for example: \"{}\" If the \
+             sources do not contain the answer, reply exactly: {}",
+            EXAMPLES[0],
             idk_phrase(lang)
         ),
         Lang::Zh => format!(
             "請只根據編號資料回答問題。用一到兩個完整的繁體中文句子寫出答案，每句結尾用方括號標註\
-             資料編號，例如：「員工每年有 14 天特休 [1]。」如果資料中沒有答案，請只回答：{}",
+             資料編號，例如：「{}」如果資料中沒有答案，請只回答：{}",
+            EXAMPLES[1],
             idk_phrase(lang)
         ),
     }
@@ -166,12 +226,37 @@ mod tests {
             passage(2, "b.md", "B"),
         ];
         let (sys, user) = answer("How many days?", &ps);
-        assert!(sys.contains("I don't know.") && sys.contains("[1]"));
+        assert!(sys.contains("I don't know.") && sys.contains(EXAMPLES[0]));
+        assert!(
+            !sys.contains("leave"),
+            "no example from a domain we answer about"
+        );
         assert!(user.starts_with("Sources:\n[1] a.md\nAnnual leave is 14 days.\n\n[2] b.md\nB"));
         assert!(user.ends_with("Question: How many days?"));
         let (sys, user) = answer("特休有幾天？", &ps);
         assert!(sys.contains("我不知道。"));
         assert!(user.contains("問題：特休有幾天？"));
+    }
+
+    #[test]
+    fn copied_examples_are_recognised() {
+        assert!(copies_example(
+            "The museum's east wing opens at 9 a.m. [1]."
+        ));
+        assert!(copies_example("博物館東翼每天上午 9 點開放【2】"));
+        assert!(!copies_example(
+            "The east wing of the office opens at 9 a.m. [1]."
+        ));
+        assert!(!copies_example(""));
+    }
+
+    #[test]
+    fn evidence_prompts() {
+        let (sys, user) =
+            select_evidence("Who approves trips?", None, "(1) Managers approve trips.");
+        assert!(sys.contains("\"lines\"") && user.ends_with("Question: Who approves trips?"));
+        let (_, user) = select_evidence("幾天，以及誰核准？", Some("誰核准？"), "(1) x");
+        assert!(user.ends_with("只找這一部分的句子：誰核准？"));
     }
 
     #[test]

@@ -3,6 +3,8 @@
 //! gateway's machinery, so fallbacks, PII masking of anything that leaves the machine, and
 //! the ledger apply as for any other request.
 
+mod evidence;
+
 use crate::gateway::{Ctx, call_full, with_fallbacks};
 use crate::pipeline::new_id;
 use std::sync::Arc;
@@ -259,17 +261,13 @@ pub(crate) async fn answer(
         (prompt::idk_phrase(lang).to_string(), settings.slm.clone())
     } else {
         match mode {
-            Mode::Local => {
-                answer_from(
-                    ctx,
-                    &settings.slm,
-                    full_prompt.clone(),
-                    max_answer,
-                    false,
-                    &mut t,
-                )
-                .await?
-            }
+            Mode::Local => match evidence::answer(ctx, job, &mut t).await? {
+                evidence::Evidence::Answer { text, who, .. } => (text, who),
+                evidence::Evidence::Unanswered { why } => {
+                    t.reasons.push(format!("answered \"I don't know\": {why}"));
+                    (prompt::idk_phrase(lang).to_string(), settings.slm.clone())
+                }
+            },
             Mode::Escalate => escalate(ctx, job, &mut t).await?,
             Mode::Compress => compress_mode(ctx, job, &mut t).await?,
             Mode::DraftVerify => draft_verify(ctx, job, &mut t).await?,
@@ -328,50 +326,96 @@ pub(crate) async fn answer(
     })
 }
 
-/// `escalate`: the SLM answers; a failed check sends the same context to the LLM.
+/// `escalate`: the SLM's evidence step answers; when it finds no evidence, misses an
+/// entity the question names, or was unsure of its selection, the LLM answers from the
+/// same passages.
 async fn escalate(ctx: &Ctx, job: Job<'_>, t: &mut Trace) -> Result<(String, String), ApiError> {
     let Job {
         s,
-        passages,
         full_prompt,
         max_answer,
         ..
     } = job;
-    let (c, who) = call(
-        ctx,
-        &s.slm,
-        &sub_request(&s.slm, full_prompt.clone(), max_answer, true),
-    )
-    .await?;
-    t.add(&c, false);
-    let slm_text = text_of(&c);
-    let g = ground::check(&slm_text, passages);
-    let why = ground::escalate_reasons(&g, mean_logprob(&c), &s.escalate);
-    t.extra.insert(
-        "grounding".into(),
-        serde_json::json!({
-            "idk": g.idk, "cited": g.cited, "min_support": g.min_support(),
-            "mean_logprob": mean_logprob(&c),
-        }),
-    );
-    if why.is_empty() {
-        t.reasons
-            .push("the SLM's answer is cited and supported by its sources".into());
-        return Ok((slm_text, who));
-    }
+    let slm = evidence::answer(ctx, job, t).await?;
+    let why = match &slm {
+        evidence::Evidence::Answer { mean_logprob, .. } => {
+            t.extra.insert(
+                "grounding".into(),
+                serde_json::json!({"mean_logprob": mean_logprob}),
+            );
+            match (mean_logprob, s.escalate.min_mean_logprob) {
+                (Some(lp), Some(min)) if *lp < min => Some(format!(
+                    "the SLM was unsure of its evidence (mean log-probability {lp:.2} < {min:.2})"
+                )),
+                _ => None,
+            }
+        }
+        evidence::Evidence::Unanswered { why } => s.escalate.on_idk.then(|| why.clone()),
+    };
+    let Some(why) = why else {
+        return Ok(match slm {
+            evidence::Evidence::Answer { text, who, .. } => {
+                t.reasons
+                    .push("the SLM's answer stands on the evidence it selected".into());
+                (text, who)
+            }
+            evidence::Evidence::Unanswered { .. } => (
+                prompt::idk_phrase(Lang::detect(job.question)).to_string(),
+                s.slm.clone(),
+            ),
+        });
+    };
     t.escalated = true;
-    t.reasons.extend(why);
+    t.reasons.push(why);
     t.llm_prompt_estimate += prompt_estimate(full_prompt);
+    let fallback = |slm: evidence::Evidence| match slm {
+        evidence::Evidence::Answer { text, who, .. } => (text, who),
+        evidence::Evidence::Unanswered { .. } => (
+            prompt::idk_phrase(Lang::detect(job.question)).to_string(),
+            s.slm.clone(),
+        ),
+    };
     match answer_from(ctx, &s.llm, full_prompt.clone(), max_answer, true, t).await {
-        Ok(answer) => Ok(answer),
+        Ok((text, who)) => {
+            let mut rejected = llm_answer_problems(&text, job);
+            if rejected.is_empty() {
+                return Ok((text, who));
+            }
+            rejected.insert(0, "the LLM's answer was rejected".into());
+            t.reasons.push(rejected.join("; "));
+            Ok(fallback(slm))
+        }
         Err(e) => {
             t.reasons.push(format!(
                 "the LLM failed ({}); returning the SLM's answer",
                 e.message
             ));
-            Ok((slm_text, who))
+            Ok(fallback(slm))
         }
     }
+}
+
+/// Why an LLM answer cannot be returned: it is a prompt's example, or it states a figure
+/// that no sentence or row of its cited passages (all passages when it cites none) holds
+/// next to the question's terms. Empty when it stands; an "I don't know" always stands.
+fn llm_answer_problems(text: &str, job: Job<'_>) -> Vec<String> {
+    if tandem_rag::is_idk(text) {
+        return Vec::new();
+    }
+    if prompt::copies_example(text) {
+        return vec!["it copies the prompt's example".into()];
+    }
+    let max = job.passages.iter().map(|p| p.n).max().unwrap_or(0);
+    let cited = tandem_rag::cite::cited(text, max);
+    let sources: Vec<Passage> = job
+        .passages
+        .iter()
+        .filter(|p| cited.is_empty() || cited.contains(&p.n))
+        .cloned()
+        .collect();
+    let units = tandem_rag::evidence::units(job.question, &sources, usize::MAX);
+    let refs: Vec<&tandem_rag::evidence::Unit> = units.iter().collect();
+    tandem_rag::evidence::bind(text, job.question, &refs)
 }
 
 /// `compress`: the SLM picks sentences; the LLM answers from them.
