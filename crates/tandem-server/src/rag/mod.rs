@@ -261,13 +261,13 @@ pub(crate) async fn answer(
         (prompt::idk_phrase(lang).to_string(), settings.slm.clone())
     } else {
         match mode {
-            Mode::Local => match evidence::answer(ctx, job, &mut t).await? {
-                evidence::Evidence::Answer { text, who, .. } => (text, who),
-                evidence::Evidence::Unanswered { why } => {
+            Mode::Local => {
+                let e = evidence::answer(ctx, job, &mut t).await?;
+                if let evidence::Evidence::Unanswered { why } = &e {
                     t.reasons.push(format!("answered \"I don't know\": {why}"));
-                    (prompt::idk_phrase(lang).to_string(), settings.slm.clone())
                 }
-            },
+                e.into_reply(&question, &settings.slm)
+            }
             Mode::Escalate => escalate(ctx, job, &mut t).await?,
             Mode::Compress => compress_mode(ctx, job, &mut t).await?,
             Mode::DraftVerify => draft_verify(ctx, job, &mut t).await?,
@@ -353,28 +353,16 @@ async fn escalate(ctx: &Ctx, job: Job<'_>, t: &mut Trace) -> Result<(String, Str
         evidence::Evidence::Unanswered { why } => s.escalate.on_idk.then(|| why.clone()),
     };
     let Some(why) = why else {
-        return Ok(match slm {
-            evidence::Evidence::Answer { text, who, .. } => {
-                t.reasons
-                    .push("the SLM's answer stands on the evidence it selected".into());
-                (text, who)
-            }
-            evidence::Evidence::Unanswered { .. } => (
-                prompt::idk_phrase(Lang::detect(job.question)).to_string(),
-                s.slm.clone(),
-            ),
-        });
+        if matches!(slm, evidence::Evidence::Answer { .. }) {
+            t.reasons
+                .push("the SLM's answer stands on the evidence it selected".into());
+        }
+        return Ok(slm.into_reply(job.question, &s.slm));
     };
     t.escalated = true;
     t.reasons.push(why);
     t.llm_prompt_estimate += prompt_estimate(full_prompt);
-    let fallback = |slm: evidence::Evidence| match slm {
-        evidence::Evidence::Answer { text, who, .. } => (text, who),
-        evidence::Evidence::Unanswered { .. } => (
-            prompt::idk_phrase(Lang::detect(job.question)).to_string(),
-            s.slm.clone(),
-        ),
-    };
+    let fallback = |slm: evidence::Evidence| slm.into_reply(job.question, &s.slm);
     match answer_from(ctx, &s.llm, full_prompt.clone(), max_answer, true, t).await {
         Ok((text, who)) => {
             let mut rejected = llm_answer_problems(&text, job);
