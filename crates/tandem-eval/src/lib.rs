@@ -10,7 +10,9 @@ pub mod error;
 pub mod grade;
 pub mod knn;
 pub mod metrics;
+pub mod outcomes;
 pub mod prepare;
 pub mod report;
+pub mod routellm;
 
 pub use error::EvalError;

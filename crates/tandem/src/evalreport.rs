@@ -603,6 +603,8 @@ pub enum RouterCmd {
     /// Pick the router threshold that keeps a target share of the LLM-only quality on the
     /// dev split, and report the LLM share and quality it gives on the test split.
     Calibrate(CalibrateArgs),
+    /// Score a router file on an outcomes file (RouteLLM's protocol), as one JSON object.
+    Score(crate::routeroutcomes::ScoreArgs),
 }
 
 #[derive(Args, Debug)]
@@ -638,6 +640,8 @@ pub struct TrainArgs {
     /// Without a FILE: the configuration's `server.ledger`, else $TANDEM_HOME/ledger.sqlite.
     #[arg(long, value_name = "FILE", num_args = 0..=1, default_missing_value = "")]
     pub ledger: Option<PathBuf>,
+    #[command(flatten)]
+    pub outcomes: crate::routeroutcomes::OutcomeArgs,
 }
 
 #[derive(Args, Debug)]
@@ -656,6 +660,7 @@ pub fn run_router(cmd: RouterCmd) -> Result<()> {
     match cmd {
         RouterCmd::Train(a) => train(a),
         RouterCmd::Calibrate(a) => calibrate_cmd(a),
+        RouterCmd::Score(a) => crate::routeroutcomes::score(a),
     }
 }
 
@@ -693,6 +698,26 @@ fn load_results(r: &ResultsArgs) -> Result<Loaded> {
     let judgements = JsonlCache::open(&r.results.join("judgements.jsonl"), |j: &Judgement| {
         judgement_key(&j.id, &j.model, &j.key, &j.judge)
     })?;
+    let (emb_name, embedder) = load_classifier_embedder(&cfg, &label)?;
+    Ok(Loaded {
+        items,
+        answers,
+        judgements,
+        cfg,
+        slm,
+        llm,
+        judge,
+        emb_name,
+        embedder,
+    })
+}
+
+/// The configuration's classifier embedder (the router's input), loaded as the server
+/// loads it, with its name; pulled from the catalog when missing.
+pub fn load_classifier_embedder(
+    cfg: &tandem_policy::Config,
+    label: &str,
+) -> Result<(String, tandem_embed::Embedder)> {
     let emb_name = cfg
         .embedding_model
         .clone()
@@ -709,17 +734,7 @@ fn load_results(r: &ResultsArgs) -> Result<Loaded> {
         },
     )
     .with_context(|| format!("loading {emb_name}"))?;
-    Ok(Loaded {
-        items,
-        answers,
-        judgements,
-        cfg,
-        slm,
-        llm,
-        judge,
-        emb_name,
-        embedder,
-    })
+    Ok((emb_name, embedder))
 }
 
 fn split_samples<'a>(l: &'a Loaded, s: Split) -> (Vec<Graded<'a>>, usize) {
@@ -739,6 +754,12 @@ fn split_samples<'a>(l: &'a Loaded, s: Split) -> (Vec<Graded<'a>>, usize) {
 }
 
 fn train(a: TrainArgs) -> Result<()> {
+    if a.outcomes.outcomes.is_some() {
+        if a.results.dataset.is_some() || a.ledger.is_some() {
+            bail!("give one of --outcomes, --dataset or --ledger");
+        }
+        return crate::routeroutcomes::train(&a.outcomes, a.k, &a.out, a.results.config.as_deref());
+    }
     if let Some(ledger) = &a.ledger {
         if a.results.dataset.is_some() {
             bail!("give either --ledger or --dataset, not both");

@@ -7,6 +7,7 @@ mod evalroute;
 mod kb;
 mod models;
 mod route;
+mod routeroutcomes;
 mod run;
 mod serve;
 mod stats;

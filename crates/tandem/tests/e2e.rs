@@ -1021,3 +1021,118 @@ async fn eval_route_asks_a_judge_without_a_rating_for_it() {
         "{out}{err}"
     );
 }
+
+/// `tandem router train --outcomes` and `router score` on labelled outcomes, no generation:
+/// the strong model wins only on chemistry prompts, so a router trained on one set of such
+/// prompts sends the chemistry prompts of another set first (APGR near a perfect ordering's
+/// 0.75, random's 0.5);
+/// items missing a model are counted and skipped, a malformed line is named.
+#[test]
+fn router_trains_and_scores_on_outcomes() {
+    let dir = tempfile::tempdir().unwrap();
+    let chem = [
+        "Balance the redox equation of permanganate and oxalate in acid solution",
+        "What is the hybridisation of the carbon atoms in benzene and ethyne",
+        "Compute the pH of a 0.1 M acetic acid solution with Ka 1.8e-5",
+        "Which reagent converts a primary alcohol to an aldehyde without over-oxidation",
+        "Explain why the boiling point of water is higher than that of hydrogen sulfide",
+        "Name the product of the electrophilic nitration of toluene",
+    ];
+    let easy = [
+        "What colour is the sky on a clear day",
+        "How many days are there in a week",
+        "Say hello to my friend Anna",
+        "What is the capital city of France",
+        "Name a fruit that is yellow",
+        "Which season comes after summer",
+    ];
+    let write = |name: &str, variant: &str, extra: &str| {
+        let mut text = String::new();
+        for (i, p) in chem.iter().enumerate() {
+            text.push_str(&format!(
+                "{{\"id\":\"c{i}\",\"source\":\"science\",\"prompt\":\"{p} {variant}\",\"outcomes\":{{\"big\":1,\"small\":0}}}}\n"
+            ));
+        }
+        for (i, p) in easy.iter().enumerate() {
+            text.push_str(&format!(
+                "{{\"id\":\"e{i}\",\"source\":\"chat\",\"prompt\":\"{p} {variant}\",\"outcomes\":{{\"big\":1,\"small\":1}}}}\n"
+            ));
+        }
+        text.push_str(extra);
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    let train = write(
+        "train.jsonl",
+        "please",
+        "{\"id\":\"lone\",\"prompt\":\"only one model here\",\"outcomes\":{\"big\":1}}\n",
+    );
+    let test = write("test.jsonl", "?", "");
+    let router = dir.path().join("r.knn");
+    let p = |x: &Path| x.to_str().unwrap().to_owned();
+    let (ok, out, err) = tandem(&[
+        "router",
+        "train",
+        "--outcomes",
+        &p(&train),
+        "--strong",
+        "big",
+        "--weak",
+        "small",
+        "--k",
+        "3",
+        "-o",
+        &p(&router),
+    ]);
+    assert!(ok, "{err}");
+    assert!(err.contains("1 of 13 items lack an outcome"), "{err}");
+    assert!(
+        out.contains("leave-one-out") && out.contains("calibration"),
+        "{out}"
+    );
+    let (ok, out, err) = tandem(&[
+        "router",
+        "score",
+        "--outcomes",
+        &p(&test),
+        "--router",
+        &p(&router),
+        "--strong",
+        "big",
+        "--weak",
+        "small",
+        "--json",
+    ]);
+    assert!(ok, "{err}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["all"]["n"], 12);
+    assert_eq!(v["by_source"]["science"]["n"], 6);
+    assert_eq!(v["all"]["weak"], 0.5);
+    let apgr = v["all"]["apgr"].as_f64().unwrap();
+    // Half the prompts need the strong model: a perfect ordering scores 0.75 (0.5 of the
+    // area below 50% strong calls ramps up), random routing 0.5.
+    assert!(apgr > 0.7, "{out}");
+    let share = v["all"]["strong_share_for_95"].as_f64().unwrap();
+    assert!(share <= 0.6, "{out}");
+
+    let bad = dir.path().join("bad.jsonl");
+    std::fs::write(
+        &bad,
+        "{\"id\":\"a\",\"prompt\":\"x\",\"outcomes\":{\"big\":1,\"small\":0}}\n{oops\n",
+    )
+    .unwrap();
+    let (ok, _, err) = tandem(&[
+        "router",
+        "score",
+        "--outcomes",
+        &p(&bad),
+        "--router",
+        &p(&router),
+        "--strong",
+        "big",
+        "--weak",
+        "small",
+    ]);
+    assert!(!ok && err.contains("line 2"), "{err}");
+}
