@@ -162,6 +162,33 @@ pub enum DatasetError {
 
 /// Parses and validates a JSONL dataset.
 pub fn load(text: &str) -> Result<Vec<Item>, DatasetError> {
+    load_lines(
+        text,
+        |raw| {
+            // serde_json's own position is relative to the line; the line number is ours.
+            let value: serde_json::Value =
+                serde_json::from_str(raw).map_err(|e| strip_position(&e.to_string()))?;
+            if !value.is_object() {
+                return Err(format!(
+                    "expected a JSON object (one item per line), got {}",
+                    kind_of(&value)
+                ));
+            }
+            let item: Item = serde_json::from_value(value).map_err(|e| e.to_string())?;
+            validate(&item)?;
+            Ok(item)
+        },
+        |item| &item.id,
+    )
+}
+
+/// The non-blank lines of a JSONL file parsed by `parse` (its error is reported with the
+/// 1-based line number), with unique ids and at least one item.
+pub(crate) fn load_lines<T>(
+    text: &str,
+    parse: impl Fn(&str) -> Result<T, String>,
+    id: impl Fn(&T) -> &str,
+) -> Result<Vec<T>, DatasetError> {
     let mut items = Vec::new();
     let mut seen: HashMap<String, usize> = HashMap::new();
     for (i, raw) in text.lines().enumerate() {
@@ -170,26 +197,15 @@ pub fn load(text: &str) -> Result<Vec<Item>, DatasetError> {
         if raw.is_empty() {
             continue;
         }
-        let err = |message: String| DatasetError::Line { line, message };
-        // serde_json's own position is relative to the line; the line number is ours.
-        let value: serde_json::Value =
-            serde_json::from_str(raw).map_err(|e| err(strip_position(&e.to_string())))?;
-        if !value.is_object() {
-            return Err(err(format!(
-                "expected a JSON object (one item per line), got {}",
-                kind_of(&value)
-            )));
-        }
-        let item: Item = serde_json::from_value(value).map_err(|e| err(e.to_string()))?;
-        validate(&item).map_err(err)?;
-        if let Some(&first) = seen.get(&item.id) {
+        let item = parse(raw).map_err(|message| DatasetError::Line { line, message })?;
+        if let Some(&first) = seen.get(id(&item)) {
             return Err(DatasetError::Duplicate {
-                id: item.id,
+                id: id(&item).to_owned(),
                 first,
                 line,
             });
         }
-        seen.insert(item.id.clone(), line);
+        seen.insert(id(&item).to_owned(), line);
         items.push(item);
     }
     if items.is_empty() {
@@ -209,7 +225,7 @@ fn kind_of(v: &serde_json::Value) -> &'static str {
     }
 }
 
-fn strip_position(msg: &str) -> String {
+pub(crate) fn strip_position(msg: &str) -> String {
     match msg.rfind(" at line ") {
         Some(at) => format!("{} (column {})", &msg[..at], column_of(&msg[at..])),
         None => msg.to_owned(),

@@ -7,11 +7,11 @@
 //! `category`) are accepted and never read: a router deployed on traffic sees only the
 //! prompt, so nothing here hands it anything else.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use crate::dataset::DatasetError;
+use crate::dataset::{self, DatasetError};
 use crate::metrics::Sample;
 
 /// One labelled prompt.
@@ -34,53 +34,31 @@ fn default_source() -> String {
 
 /// Parses an outcomes file; a malformed line is an error naming its line.
 pub fn load(text: &str) -> Result<Vec<OutcomeItem>, DatasetError> {
-    let mut items = Vec::new();
-    let mut seen: HashMap<String, usize> = HashMap::new();
-    for (i, raw) in text.lines().enumerate() {
-        let line = i + 1;
-        let raw = raw.trim();
-        if raw.is_empty() {
-            continue;
-        }
-        let err = |message: String| DatasetError::Line { line, message };
-        let item: OutcomeItem = serde_json::from_str(raw).map_err(|e| {
-            let msg = e.to_string();
-            // serde_json's position is within the line; the line number is ours.
-            err(match msg.rfind(" at line ") {
-                Some(at) => msg[..at].to_owned(),
-                None => msg,
-            })
-        })?;
-        if item.id.trim().is_empty() {
-            return Err(err("`id` is empty".into()));
-        }
-        if item.prompt.trim().is_empty() {
-            return Err(err(format!("item `{}`: `prompt` is empty", item.id)));
-        }
-        if let Some((m, q)) = item
-            .outcomes
-            .iter()
-            .find(|(_, q)| !(q.is_finite() && (0.0..=1.0).contains(*q)))
-        {
-            return Err(err(format!(
-                "item `{}`: outcome of `{m}` is {q}, not in 0..=1",
-                item.id
-            )));
-        }
-        if let Some(&first) = seen.get(&item.id) {
-            return Err(DatasetError::Duplicate {
-                id: item.id,
-                first,
-                line,
-            });
-        }
-        seen.insert(item.id.clone(), line);
-        items.push(item);
-    }
-    if items.is_empty() {
-        return Err(DatasetError::Empty);
-    }
-    Ok(items)
+    dataset::load_lines(
+        text,
+        |raw| {
+            let item: OutcomeItem =
+                serde_json::from_str(raw).map_err(|e| dataset::strip_position(&e.to_string()))?;
+            if item.id.trim().is_empty() {
+                return Err("`id` is empty".into());
+            }
+            if item.prompt.trim().is_empty() {
+                return Err(format!("item `{}`: `prompt` is empty", item.id));
+            }
+            if let Some((m, q)) = item
+                .outcomes
+                .iter()
+                .find(|(_, q)| !(q.is_finite() && (0.0..=1.0).contains(*q)))
+            {
+                return Err(format!(
+                    "item `{}`: outcome of `{m}` is {q}, not in 0..=1",
+                    item.id
+                ));
+            }
+            Ok(item)
+        },
+        |item| &item.id,
+    )
 }
 
 /// The items that carry both models' outcomes, as samples (weak = the SLM side, strong =
