@@ -2,7 +2,7 @@
 //! the lines that state the answer under a grammar, part by part, and quote them; "none"
 //! or a named entity the lines never mention means the base does not answer.
 
-use super::{Job, Trace, call, mean_logprob, text_of};
+use super::call::{Job, Trace, call, mean_logprob, sub_request, text_of};
 use crate::gateway::Ctx;
 use tandem_rag::evidence::{self, Unit};
 use tandem_rag::prompt;
@@ -66,7 +66,7 @@ pub(super) async fn answer(ctx: &Ctx, job: Job<'_>, t: &mut Trace) -> Result<Evi
     let mut all_picked: Vec<&Unit> = Vec::new();
     let mut picks_log: Vec<serde_json::Value> = Vec::new();
     for part in &parts {
-        let mut req = super::sub_request(
+        let mut req = sub_request(
             &s.slm,
             prompt::select_evidence(question, multi.then_some(part.as_str()), &listing),
             SELECT_TOKENS,

@@ -3,16 +3,18 @@
 //! gateway's machinery, so fallbacks, PII masking of anything that leaves the machine, and
 //! the ledger apply as for any other request.
 
+mod call;
 mod evidence;
 
-use crate::gateway::{Ctx, call_full, with_fallbacks};
+use crate::gateway::Ctx;
 use crate::pipeline::new_id;
+use call::{Job, Trace, answer_from, call, sub_request, text_of};
 use std::sync::Arc;
 use tandem_policy::RagAction;
 use tandem_policy::RagSettings;
 use tandem_rag::text::estimate_tokens;
 use tandem_rag::{Lang, Mode, Passage, compress, draft, ground, prompt};
-use tandem_types::openai::{ChatCompletion, ChatMessage, ChatRequest, Usage};
+use tandem_types::openai::{ChatCompletion, ChatRequest};
 use tandem_types::{ApiError, ErrorKind};
 
 /// Where passages come from: the knowledge bases (implemented over `tandem-kb`).
@@ -83,117 +85,8 @@ pub fn requested(req: &ChatRequest) -> Result<Option<(String, Option<Mode>)>, Ap
     }
 }
 
-fn message(role: &str, content: String) -> ChatMessage {
-    ChatMessage {
-        role: role.into(),
-        content,
-        name: None,
-        ..Default::default()
-    }
-}
-
-/// A greedy sub-request to one model.
-fn sub_request(
-    model: &str,
-    (system, user): (String, String),
-    max_tokens: u32,
-    logprobs: bool,
-) -> ChatRequest {
-    let mut req = ChatRequest::new(
-        model,
-        vec![message("system", system), message("user", user)],
-    );
-    req.sampling.temperature = 0.0;
-    req.max_tokens = Some(max_tokens);
-    req.logprobs = logprobs;
-    req
-}
-
-fn text_of(c: &ChatCompletion) -> String {
-    c.choices
-        .first()
-        .map(|ch| ch.message.content.trim().to_string())
-        .unwrap_or_default()
-}
-
-fn mean_logprob(c: &ChatCompletion) -> Option<f32> {
-    let lps: Vec<f32> = c
-        .choices
-        .iter()
-        .filter_map(|ch| ch.logprobs.as_ref())
-        .flat_map(|lp| lp.content.iter().map(|t| t.logprob))
-        .filter(|l| l.is_finite())
-        .collect();
-    (!lps.is_empty()).then(|| lps.iter().sum::<f32>() / lps.len() as f32)
-}
-
 fn prompt_estimate(p: &(String, String)) -> usize {
     estimate_tokens(&p.0) + estimate_tokens(&p.1) + 8
-}
-
-/// What every mode works from.
-#[derive(Clone, Copy)]
-struct Job<'a> {
-    s: &'a RagSettings,
-    question: &'a str,
-    passages: &'a [Passage],
-    /// The answer prompt over all retrieved passages.
-    full_prompt: &'a (String, String),
-    max_answer: u32,
-}
-
-/// Bookkeeping of one RAG answer.
-#[derive(Default)]
-struct Trace {
-    usage: Usage,
-    llm_tokens: u32,
-    /// Estimated prompt tokens sent to the LLM.
-    llm_prompt_estimate: usize,
-    reasons: Vec<String>,
-    escalated: bool,
-    extra: serde_json::Map<String, serde_json::Value>,
-}
-
-impl Trace {
-    fn add(&mut self, c: &ChatCompletion, llm: bool) {
-        self.usage.prompt_tokens += c.usage.prompt_tokens;
-        self.usage.completion_tokens += c.usage.completion_tokens;
-        self.usage.total_tokens += c.usage.total_tokens;
-        if llm {
-            self.llm_tokens += c.usage.prompt_tokens + c.usage.completion_tokens;
-        }
-    }
-}
-
-/// Call `model` (with its fallbacks) on a sub-request; the PII guard sees the sub-request's
-/// own messages (retrieved chunks can hold personal data too).
-async fn call(
-    ctx: &Ctx,
-    model: &str,
-    req: &ChatRequest,
-) -> Result<(ChatCompletion, String), ApiError> {
-    let sub = ctx.for_messages(&req.messages);
-    let (c, who, _) = with_fallbacks(&sub, model, |m| {
-        let sub = &sub;
-        async move { call_full(sub, &m, req).await }
-    })
-    .await?;
-    Ok((c, who))
-}
-
-/// Asks `model` (greedy, no log-probabilities) and books its tokens (`llm`: as LLM tokens).
-/// Returns the answer's text and who gave it.
-async fn answer_from(
-    ctx: &Ctx,
-    model: &str,
-    prompt: (String, String),
-    max_tokens: u32,
-    llm: bool,
-    t: &mut Trace,
-) -> Result<(String, String), ApiError> {
-    let (c, who) = call(ctx, model, &sub_request(model, prompt, max_tokens, false)).await?;
-    t.add(&c, llm);
-    Ok((text_of(&c), who))
 }
 
 /// Answers `req` from knowledge base `action.kb` in `mode`.
