@@ -44,12 +44,11 @@ fn quantile(sorted: &[f64], q: f64) -> f64 {
 
 /// The 11 operating points at the deciles of `scores`, by increasing strong share.
 pub fn decile_curve(samples: &[Sample], scores: &[f64]) -> Result<Curve, EvalError> {
-    if samples.is_empty() {
-        return Err(EvalError::Empty("samples"));
-    }
+    // The all-weak point first: it also validates the samples and the scores' length.
+    let all_weak = metrics::evaluate(samples, scores, f64::INFINITY, RouterKind::Route)?;
     let mut sorted = scores.to_vec();
     sorted.sort_by(f64::total_cmp);
-    let mut points = Vec::with_capacity(11);
+    let mut points = Vec::with_capacity(12);
     for d in 0..=10 {
         let t = quantile(&sorted, f64::from(d) / 10.0);
         points.push(metrics::evaluate(samples, scores, t, RouterKind::Route)?);
@@ -58,12 +57,7 @@ pub fn decile_curve(samples: &[Sample], scores: &[f64]) -> Result<Curve, EvalErr
     // distinct, many when they tie (an oracle's −1/0/1). The all-weak endpoint keeps the
     // area over the whole [0, 1] of strong shares either way.
     if points.iter().all(|p| p.llm_share > 0.0) {
-        points.push(metrics::evaluate(
-            samples,
-            scores,
-            f64::INFINITY,
-            RouterKind::Route,
-        )?);
+        points.push(all_weak);
     }
     points.sort_by(|a, b| a.llm_share.total_cmp(&b.llm_share));
     Ok(Curve { points })
@@ -74,11 +68,6 @@ pub fn score(samples: &[Sample], scores: &[f64]) -> Result<Score, EvalError> {
     let curve = decile_curve(samples, scores)?;
     let s = metrics::summary(samples)?;
     let (weak, strong) = (s.slm_only.quality, s.llm_only.quality);
-    let auc: f64 = curve
-        .points
-        .windows(2)
-        .map(|w| (w[1].llm_share - w[0].llm_share) * (w[0].quality + w[1].quality) / 2.0)
-        .sum();
     let target = 0.95 * strong;
     let pts = &curve.points;
     let strong_share_for_95 = if pts[0].quality >= target {
@@ -96,7 +85,9 @@ pub fn score(samples: &[Sample], scores: &[f64]) -> Result<Score, EvalError> {
         n: samples.len(),
         weak,
         strong,
-        apgr: metrics::pgr(auc, weak, strong),
+        // The curve spans shares 0 and 1, so this is the trapezoid area of PGR, i.e.
+        // (AUC of quality − weak) / (strong − weak).
+        apgr: metrics::apgr(&curve),
         cpt50: metrics::cpt(&curve, 0.5),
         cpt80: metrics::cpt(&curve, 0.8),
         strong_share_for_95,
@@ -161,6 +152,12 @@ mod tests {
         assert_eq!(quantile(&v, 0.0), 1.0);
         assert_eq!(quantile(&v, 1.0), 4.0);
         assert!((quantile(&v, 0.5) - 2.5).abs() < 1e-12);
+    }
+
+    #[test]
+    fn mismatched_scores_are_an_error() {
+        assert!(decile_curve(&set(), &[0.5]).is_err());
+        assert!(decile_curve(&[], &[]).is_err());
     }
 
     #[test]

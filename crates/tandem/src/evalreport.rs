@@ -280,7 +280,7 @@ fn item_vectors<'a>(
 }
 
 /// Router scores (higher: more in need of the LLM): 1 − the SLM win probability.
-fn llm_scores(router: &LearnedRouter, vectors: &[Vec<f32>]) -> Vec<f64> {
+pub fn llm_scores(router: &LearnedRouter, vectors: &[Vec<f32>]) -> Vec<f64> {
     vectors
         .iter()
         .map(|v| 1.0 - f64::from(router.slm_win_probability(v)))

@@ -1,7 +1,7 @@
 //! `tandem router train --outcomes` and `tandem router score`: a learned router trained and
 //! scored on labelled outcomes (RouteLLM's GPT-4 vs Mixtral data) with no generation.
 
-use crate::evalreport::{load_classifier_embedder, router_vectors, win_label};
+use crate::evalreport::{llm_scores, load_classifier_embedder, router_vectors, win_label};
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use serde::Serialize;
@@ -220,11 +220,7 @@ pub fn score(a: ScoreArgs) -> Result<()> {
     let (emb_name, embedder) = load_classifier_embedder(&cfg, &label)?;
     let router = LearnedRouter::load_expecting(&a.router, &emb_name, embedder.dim())
         .with_context(|| format!("loading the router {}", a.router.display()))?;
-    let vecs = vectors(&embedder, &pairs)?;
-    let scores: Vec<f64> = vecs
-        .iter()
-        .map(|v| 1.0 - f64::from(router.slm_win_probability(v)))
-        .collect();
+    let scores = llm_scores(&router, &vectors(&embedder, &pairs)?);
     let s = scored(&pairs, &scores)?;
     if a.json {
         println!("{}", serde_json::to_string(&s)?);

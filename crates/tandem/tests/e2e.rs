@@ -1091,19 +1091,22 @@ fn router_trains_and_scores_on_outcomes() {
         out.contains("leave-one-out") && out.contains("calibration"),
         "{out}"
     );
-    let (ok, out, err) = tandem(&[
-        "router",
-        "score",
-        "--outcomes",
-        &p(&test),
-        "--router",
-        &p(&router),
-        "--strong",
-        "big",
-        "--weak",
-        "small",
-        "--json",
-    ]);
+    let score = |outcomes: &Path| {
+        tandem(&[
+            "router",
+            "score",
+            "--outcomes",
+            &p(outcomes),
+            "--router",
+            &p(&router),
+            "--strong",
+            "big",
+            "--weak",
+            "small",
+            "--json",
+        ])
+    };
+    let (ok, out, err) = score(&test);
     assert!(ok, "{err}");
     let v: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["all"]["n"], 12);
@@ -1122,17 +1125,6 @@ fn router_trains_and_scores_on_outcomes() {
         "{\"id\":\"a\",\"prompt\":\"x\",\"outcomes\":{\"big\":1,\"small\":0}}\n{oops\n",
     )
     .unwrap();
-    let (ok, _, err) = tandem(&[
-        "router",
-        "score",
-        "--outcomes",
-        &p(&bad),
-        "--router",
-        &p(&router),
-        "--strong",
-        "big",
-        "--weak",
-        "small",
-    ]);
+    let (ok, _, err) = score(&bad);
     assert!(!ok && err.contains("line 2"), "{err}");
 }
