@@ -9,7 +9,7 @@ BIN := $(CARGO_TARGET_DIR)/release/tandem
 TEST_MODELS := smollm2-135m qwen2.5-coder-0.5b minilm-l6 multilingual-e5-small
 PORT ?= 8080
 
-.PHONY: run test deps build lint test-models test-rust test-python bench bench-grammar eval-rag eval-tools eval-tools-vs-llama clean-target
+.PHONY: run test deps build lint test-models test-rust test-python bench bench-grammar eval-rag eval-tools eval-tools-vs-llama eval-script clean-target
 
 ## run: fetch the default models if missing, build, and serve on 127.0.0.1:$(PORT)
 run: build
@@ -52,6 +52,12 @@ eval-rag: build
 	    --questions eval/rag/questions.jsonl --out eval-out/rag --modes $(RAG_MODES) --limit $(RAG_LIMIT) --pull
 	TANDEM_KB_DIR=eval-out/kb $(BIN) eval rag --kb insurer --ingest eval/rag-insurer/kb \
 	    --questions eval/rag-insurer/questions.jsonl --out eval-out/rag-insurer --modes $(RAG_MODES) --limit $(RAG_LIMIT) --pull
+
+## eval-script: Traditional-Chinese prompts (eval/zh-tw) to the bundled SLM with answer_script
+## off and auto: the share of answers with no Simplified-only character (docs/routing.md).
+## EVAL_SCRIPT_ARGS="--limit 10" for a short run. ~4 min.
+eval-script: build test-models
+	python3 scripts/eval-script.py --tandem $(BIN) $${EVAL_SCRIPT_ARGS:-}
 
 ## eval-tools: function-calling accuracy of the bundled SLM on eval/tools/cases.jsonl
 ## (EVAL_TOOLS_ARGS="--base URL" to score another OpenAI-compatible server instead)

@@ -157,6 +157,12 @@ pub struct LedgerRecord {
     /// parameters) on the local engine.
     #[serde(default)]
     pub constrained: bool,
+    /// The script the answer was to be written in (`zh-TW`), when the policy set one.
+    #[serde(default)]
+    pub answer_script: Option<String>,
+    /// Simplified Chinese in the answer was converted to that script.
+    #[serde(default)]
+    pub script_converted: bool,
 }
 
 impl LedgerRecord {

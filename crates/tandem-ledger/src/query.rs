@@ -313,6 +313,8 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<LedgerRecord> {
         dialect: row.get(34)?,
         tool_calls: json_col(row, 35)?,
         constrained: row.get(36)?,
+        answer_script: row.get(37)?,
+        script_converted: row.get(38)?,
     })
 }
 

@@ -73,6 +73,9 @@ const MIGRATIONS: &[&str] = &[
     "ALTER TABLE requests ADD COLUMN dialect TEXT;
     ALTER TABLE requests ADD COLUMN tool_calls TEXT NOT NULL DEFAULT '[]';
     ALTER TABLE requests ADD COLUMN constrained INTEGER NOT NULL DEFAULT 0;",
+    // 5: the script of the answer (`zh-TW`) and whether Simplified text in it was converted.
+    "ALTER TABLE requests ADD COLUMN answer_script TEXT;
+    ALTER TABLE requests ADD COLUMN script_converted INTEGER NOT NULL DEFAULT 0;",
 ];
 
 /// The schema version this build writes.

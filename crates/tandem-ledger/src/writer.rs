@@ -20,16 +20,16 @@ pub(crate) const COLUMNS: &str = "id, ts_ms, tenant, key_id, endpoint, requested
     prompt_tokens, completion_tokens, remote_prompt_tokens, remote_completion_tokens, cost_usd, \
     baseline_cost_usd, ttft_ms, total_ms, overhead_ms, pii_kinds, pii_action, left_machine, \
     sent_out, status, error, rag_kb, rag_mode, llm_tokens, rag_tokens_saved, dialect, tool_calls, \
-    constrained";
+    constrained, answer_script, script_converted";
 
 const INSERT: &str = "INSERT INTO requests (id, ts_ms, tenant, key_id, endpoint, \
     requested_model, route, reasons, category, action, models_called, answered_by, local, \
     escalated, confidence, prompt_tokens, completion_tokens, remote_prompt_tokens, \
     remote_completion_tokens, cost_usd, baseline_cost_usd, ttft_ms, total_ms, overhead_ms, \
     pii_kinds, pii_action, left_machine, sent_out, status, error, rag_kb, rag_mode, llm_tokens, \
-    rag_tokens_saved, dialect, tool_calls, constrained) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, \
+    rag_tokens_saved, dialect, tool_calls, constrained, answer_script, script_converted) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, \
     ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, \
-    ?28, ?29, ?30, ?31, ?32, ?33, ?34, ?35, ?36, ?37)";
+    ?28, ?29, ?30, ?31, ?32, ?33, ?34, ?35, ?36, ?37, ?38, ?39)";
 
 /// Runs until `Shutdown` arrives or every sender is gone.
 pub(crate) fn run(mut conn: Connection, rx: Receiver<Msg>, counters: &Counters) {
@@ -190,6 +190,8 @@ fn insert(stmt: &mut Statement<'_>, r: &LedgerRecord) -> rusqlite::Result<()> {
         r.dialect,
         to_json(&r.tool_calls)?,
         r.constrained,
+        r.answer_script,
+        r.script_converted,
     ])?;
     Ok(())
 }

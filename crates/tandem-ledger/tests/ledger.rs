@@ -72,6 +72,8 @@ fn full_record() -> LedgerRecord {
         dialect: Some("anthropic".into()),
         tool_calls: strs(&["查詢保單", "get_weather"]),
         constrained: true,
+        answer_script: Some("zh-TW".into()),
+        script_converted: true,
     }
 }
 
@@ -771,6 +773,7 @@ fn version_1_ledgers_are_migrated_and_keep_their_records() {
         (old.dialect, old.tool_calls.len(), old.constrained),
         (None, 0, false)
     );
+    assert_eq!((old.answer_script, old.script_converted), (None, false));
     let r = full_record();
     ledger.record(r.clone());
     ledger.flush().unwrap();

@@ -408,6 +408,20 @@ pub struct RawPolicy {
     /// conditions. It reads the classifier's embeddings, so it needs
     /// `policy.classifier.embedding_model` (the model it was trained with).
     pub router: Option<Spanned<String>>,
+    /// The script of answers: `auto` (default: zh-TW for a request in Traditional Chinese),
+    /// `zh-TW` or `off`; a tenant's or a route's `answer_script` wins over it.
+    pub answer_script: Option<Spanned<String>>,
+    /// Settings per tenant (the tenant of the API key, or the `x-tandem-tenant` header).
+    #[serde(default)]
+    pub tenants: BTreeMap<String, RawTenant>,
+}
+
+/// `policy.tenants.NAME:`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTenant {
+    /// The script of this tenant's answers (see `policy.answer_script`).
+    pub answer_script: Option<Spanned<String>>,
 }
 
 /// `policy.pii:`.
@@ -573,6 +587,8 @@ pub struct RawRoute {
     pub pii: Option<Spanned<String>>,
     /// Also apply to requests that name a model directly.
     pub direct: Option<bool>,
+    /// The script of this route's answers (see `policy.answer_script`).
+    pub answer_script: Option<Spanned<String>>,
     /// Human note.
     pub description: Option<String>,
 }
@@ -729,6 +745,10 @@ pub struct Config {
     pub rag: RagSettings,
     /// Learned router file (`policy.router`).
     pub router: Option<String>,
+    /// `policy.answer_script`.
+    pub answer_script: crate::script::ScriptSetting,
+    /// `policy.tenants.NAME.answer_script`.
+    pub tenant_scripts: BTreeMap<String, crate::script::ScriptSetting>,
 }
 
 impl Config {
@@ -751,6 +771,8 @@ impl Config {
             routes: Vec::new(),
             rag: RagSettings::default(),
             router: None,
+            answer_script: crate::script::ScriptSetting::Auto,
+            tenant_scripts: BTreeMap::new(),
         }
     }
 
@@ -1188,8 +1210,28 @@ fn validate(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Conf
             );
         }
         let pii = parse_pii_action(&mut issues, r.pii.as_ref());
-        if let Some(route) = crate::rules::compile_route(r, pii, &ctx, &mut issues) {
+        let script = crate::script::parse_setting(
+            &mut issues,
+            r.answer_script.as_ref(),
+            &format!("route `{}`", r.name.as_str()),
+        );
+        if let Some(mut route) = crate::rules::compile_route(r, pii, &ctx, &mut issues) {
+            route.answer_script = script;
             routes.push(route);
+        }
+    }
+    let answer_script = crate::script::parse_setting(
+        &mut issues,
+        raw.policy.answer_script.as_ref(),
+        "policy.answer_script",
+    )
+    .unwrap_or_default();
+    let mut tenant_scripts = BTreeMap::new();
+    for (name, t) in &raw.policy.tenants {
+        let what = format!("policy.tenants.{name}.answer_script");
+        if let Some(s) = crate::script::parse_setting(&mut issues, t.answer_script.as_ref(), &what)
+        {
+            tenant_scripts.insert(name.clone(), s);
         }
     }
     let router = raw.policy.router.as_ref().map(|r| r.to_string());
@@ -1245,6 +1287,8 @@ fn validate(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Conf
             routes,
             rag,
             router,
+            answer_script,
+            tenant_scripts,
         })
     } else {
         issues.0.sort_by_key(|i| (i.line == 0, i.line, i.column));

@@ -158,6 +158,8 @@ pub struct Route {
     pub direct: bool,
     /// Whether the conditions need the classifier.
     pub needs_category: bool,
+    /// The script of this route's answers, when the route sets one.
+    pub answer_script: Option<crate::script::ScriptSetting>,
 }
 
 pub(crate) struct CompileCtx<'a> {
@@ -559,6 +561,7 @@ pub(crate) fn compile_route(
         pii,
         direct: r.direct.unwrap_or(false),
         needs_category,
+        answer_script: None,
     })
 }
 
@@ -982,6 +985,8 @@ pub struct Decision {
     pub reasons: Vec<String>,
     /// Every rule tried.
     pub trace: Vec<RuleTrace>,
+    /// The script the answer is written in, when the policy sets one for this request.
+    pub answer_script: Option<crate::script::AnswerScript>,
 }
 
 impl Config {
@@ -1095,6 +1100,10 @@ impl Config {
         };
         let (action, model, pii_kinds, pii_action, remote_pii_action) =
             self.guard(action, route_pii, req, &mut reasons);
+        let answer_script = self.answer_script(chosen.map(|(r, _)| r), req);
+        if let Some(s) = &answer_script {
+            reasons.push(format!("answer in {}: {}", s.locale, s.why));
+        }
         Ok(Decision {
             route: route_name,
             action,
@@ -1105,6 +1114,7 @@ impl Config {
             remote_pii_action,
             reasons,
             trace,
+            answer_script,
         })
     }
 
@@ -1225,6 +1235,10 @@ impl Config {
         });
         let (action, model, pii_kinds, pii_action, remote_pii_action) =
             self.guard(action, None, req, &mut reasons);
+        let answer_script = self.answer_script(None, req);
+        if let Some(s) = &answer_script {
+            reasons.push(format!("answer in {}: {}", s.locale, s.why));
+        }
         Ok(Decision {
             route: "kb".to_string(),
             action,
@@ -1235,6 +1249,7 @@ impl Config {
             remote_pii_action,
             reasons,
             trace: Vec::new(),
+            answer_script,
         })
     }
 }

@@ -4,118 +4,12 @@
 
 mod common;
 
+use common::upstream::*;
 use common::*;
 use serde_json::{Value, json};
 use std::time::Duration;
-use tandem_ledger::Ledger;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
-
-const LOCAL: &str = "smollm2-135m";
-
-fn config(upstream: &str, extra_model: &str, routes: &str) -> String {
-    format!(
-        r#"
-models:
-  - name: {LOCAL}
-    local: {LOCAL}
-  - name: minilm-l6
-    local: minilm-l6
-  - name: gpt
-    provider: openai
-    base_url: {upstream}/v1
-    api_key: test-key-123456789
-    model: gpt-4o-mini
-    price: {{input: 1.0, output: 2.0}}
-    retries: 0
-    timeout_ms: 3000
-{extra_model}
-policy:
-  local_model: {LOCAL}
-  llm_model: gpt
-routes:
-{routes}
-"#
-    )
-}
-
-fn completion_body(content: &str) -> Value {
-    json!({
-        "id": "chatcmpl-up", "object": "chat.completion", "created": 1, "model": "gpt-4o-mini",
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
-        "usage": {"prompt_tokens": 12, "completion_tokens": 8, "total_tokens": 20}
-    })
-}
-
-fn sse_body(parts: &[&str], tail: &str) -> String {
-    let mut s = String::new();
-    let chunk = |delta: Value, finish: Value| {
-        json!({"id": "c1", "object": "chat.completion.chunk", "created": 1, "model": "gpt-4o-mini",
-               "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
-    };
-    s.push_str(&format!(
-        "data: {}\n\n",
-        chunk(json!({"role": "assistant", "content": ""}), Value::Null)
-    ));
-    for p in parts {
-        s.push_str(&format!(
-            "data: {}\n\n",
-            chunk(json!({"content": p}), Value::Null)
-        ));
-    }
-    s.push_str(tail);
-    s
-}
-
-fn sse_ok_tail() -> String {
-    let fin = json!({"id": "c1", "object": "chat.completion.chunk", "created": 1, "model": "gpt-4o-mini",
-                     "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]});
-    let usage = json!({"id": "c1", "object": "chat.completion.chunk", "created": 1, "model": "gpt-4o-mini",
-                       "choices": [], "usage": {"prompt_tokens": 10, "completion_tokens": 4, "total_tokens": 14}});
-    format!("data: {fin}\n\ndata: {usage}\n\ndata: [DONE]\n\n")
-}
-
-async fn upstream_bodies(server: &MockServer) -> Vec<Value> {
-    server
-        .received_requests()
-        .await
-        .unwrap_or_default()
-        .iter()
-        .map(|r| serde_json::from_slice(&r.body).unwrap())
-        .collect()
-}
-
-async fn post_h(
-    base: &str,
-    path: &str,
-    body: &Value,
-    headers: &[(&str, &str)],
-) -> reqwest::Response {
-    let mut rb = client().post(format!("{base}{path}")).json(body);
-    for (k, v) in headers {
-        rb = rb.header(*k, *v);
-    }
-    rb.send().await.unwrap()
-}
-
-fn content_of(events: &[String]) -> String {
-    events
-        .iter()
-        .filter(|e| *e != "[DONE]")
-        .filter_map(|e| serde_json::from_str::<Value>(e).ok())
-        .filter_map(|v| {
-            v["choices"][0]["delta"]["content"]
-                .as_str()
-                .map(str::to_string)
-        })
-        .collect()
-}
-
-fn temp_ledger() -> (tempfile::TempDir, Ledger) {
-    let dir = tempfile::tempdir().unwrap();
-    let l = Ledger::open(&dir.path().join("ledger.sqlite")).unwrap();
-    (dir, l)
-}
 
 #[tokio::test]
 async fn remote_route_masks_pii_and_restores_it() {

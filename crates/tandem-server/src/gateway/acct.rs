@@ -2,10 +2,18 @@
 
 use super::*;
 
+/// The record and who still has a say in it.
+struct Slot {
+    rec: Option<LedgerRecord>,
+    /// [`AcctHold`]s alive: the record is written when the last one goes and it is finished.
+    holds: usize,
+    finished: bool,
+}
+
 /// The request's ledger record, filled in as calls happen and written once.
 #[derive(Clone)]
 pub(crate) struct Acct {
-    inner: Arc<Mutex<Option<LedgerRecord>>>,
+    inner: Arc<Mutex<Slot>>,
     state: Arc<AppState>,
     rt: Arc<Runtime>,
     pub(super) start: Instant,
@@ -19,18 +27,33 @@ impl Acct {
         start: Instant,
     ) -> Acct {
         Acct {
-            inner: Arc::new(Mutex::new(Some(rec))),
+            inner: Arc::new(Mutex::new(Slot {
+                rec: Some(rec),
+                holds: 0,
+                finished: false,
+            })),
             state: state.clone(),
             rt: rt.clone(),
             start,
         }
     }
 
+    fn slot(&self) -> std::sync::MutexGuard<'_, Slot> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     pub(crate) fn with(&self, f: impl FnOnce(&mut LedgerRecord)) {
-        let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(r) = g.as_mut() {
+        if let Some(r) = self.slot().rec.as_mut() {
             f(r);
         }
+    }
+
+    /// Keeps the record from being written until the hold is dropped, even after
+    /// [`finish`](Acct::finish): for a stage after the answer's producer (the script
+    /// conversion of a stream) that still has something to record.
+    pub(crate) fn hold(&self) -> AcctHold {
+        self.slot().holds += 1;
+        AcctHold(self.clone())
     }
 
     /// One model call's tokens and cost.
@@ -95,19 +118,59 @@ impl Acct {
 
     pub(super) fn finish(&self, status: u16, error: Option<String>, ttft_ms: Option<f64>) {
         let rec = {
-            let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-            g.take()
+            let mut g = self.slot();
+            if g.finished {
+                return;
+            }
+            let Some(rec) = g.rec.as_mut() else { return };
+            rec.status = status;
+            rec.error = error;
+            rec.total_ms = self.start.elapsed().as_secs_f64() * 1000.0;
+            if ttft_ms.is_some() {
+                rec.ttft_ms = ttft_ms;
+            }
+            g.finished = true;
+            if g.holds > 0 {
+                return;
+            }
+            g.rec.take()
         };
-        let Some(mut rec) = rec else { return };
-        rec.status = status;
-        rec.error = error;
-        rec.total_ms = self.start.elapsed().as_secs_f64() * 1000.0;
-        if ttft_ms.is_some() {
-            rec.ttft_ms = ttft_ms;
+        if let Some(rec) = rec {
+            self.write(rec);
         }
+    }
+
+    fn write(&self, rec: LedgerRecord) {
         crate::metrics::routed(&rec);
         if let Some(l) = &self.state.ledger {
             l.record(rec);
+        }
+    }
+}
+
+/// See [`Acct::hold`].
+pub(crate) struct AcctHold(Acct);
+
+impl AcctHold {
+    /// The record it holds.
+    pub(crate) fn acct(&self) -> &Acct {
+        &self.0
+    }
+}
+
+impl Drop for AcctHold {
+    fn drop(&mut self) {
+        let rec = {
+            let mut g = self.0.slot();
+            g.holds -= 1;
+            if g.holds == 0 && g.finished {
+                g.rec.take()
+            } else {
+                None
+            }
+        };
+        if let Some(rec) = rec {
+            self.0.write(rec);
         }
     }
 }

@@ -297,6 +297,9 @@ pub fn explanation(p: &Prepared, req: &ChatRequest, overhead_ms: f64) -> serde_j
         "prompt_tokens": p.prompt_tokens,
         "pii": pii,
         "pii_action": d.pii_action,
+        "answer_script": d.answer_script.as_ref().map(|s| serde_json::json!({
+            "locale": s.locale, "why": s.why, "instruction": s.instruction(),
+        })),
         "reasons": d.reasons,
         "rules": d.trace,
         "tenant": p.tenant,

@@ -31,8 +31,9 @@ mod cascade;
 mod decide;
 mod remote;
 mod replay;
+mod script;
 
-pub(crate) use acct::Acct;
+pub(crate) use acct::{Acct, AcctHold};
 use backend::*;
 use call::*;
 pub(crate) use call::{call_full, with_fallbacks};
@@ -199,6 +200,15 @@ pub async fn chat(
         None => prepare(&state, &req, &meta, false).await?,
     };
     let d = &p.decision;
+    let (mut findings, mut arg_findings) = (p.findings, p.arg_findings);
+    let instructed;
+    let req = match &d.answer_script {
+        Some(s) => {
+            instructed = script::instruct(&req, s, &mut findings, &mut arg_findings);
+            &instructed
+        }
+        None => &req,
+    };
     let rec = LedgerRecord {
         id: new_id("chatcmpl"),
         ts_ms: meta.ts_ms,
@@ -221,17 +231,20 @@ pub async fn chat(
                 .unwrap_or_else(|| "none".into())
         }),
         dialect: Some(req.dialect.as_str().into()),
+        answer_script: d.answer_script.as_ref().map(|s| s.locale.to_string()),
         ..LedgerRecord::default()
     };
     let request_id = rec.id.clone();
     let acct = Acct::new(&state, &p.rt, rec, meta.start);
+    // The conversion of a stream comes after its producer has finished the record.
+    let hold = d.answer_script.as_ref().map(|_| acct.hold());
     let route = d.route.clone();
     let ctx = Ctx {
         state: state.clone(),
         rt: p.rt.clone(),
         remote_pii: d.remote_pii_action,
-        findings: p.findings,
-        arg_findings: p.arg_findings,
+        findings,
+        arg_findings,
         acct: acct.clone(),
     };
     let overhead_ms = meta.start.elapsed().as_secs_f64() * 1000.0;
@@ -246,26 +259,37 @@ pub async fn chat(
         Action::Reject { message, status } => Err(reject_error(message, *status)),
         Action::Model { model } => {
             if req.stream {
-                run_stream(&ctx, model, &req)
+                run_stream(&ctx, model, req)
                     .await
                     .map(|(rx, m)| (Reply::Stream(rx), m))
             } else {
-                run_full(&ctx, model, &req, &route, None)
+                run_full(&ctx, model, req, &route, None)
                     .await
                     .map(|(c, m)| (Reply::Json(Box::new(c)), m))
             }
         }
-        Action::Cascade(c) => cascade(&ctx, c, &req, &route).await,
+        Action::Cascade(c) => cascade(&ctx, c, req, &route).await,
         Action::Rag(r) => {
             let override_mode = rag_request.as_ref().and_then(|(_, m)| *m);
-            rag_reply(&ctx, d, r, override_mode, &req, &route).await
+            rag_reply(&ctx, d, r, override_mode, req, &route).await
         }
+    };
+    let result = match (result, hold) {
+        (Ok((Reply::Json(mut c), m)), Some(hold)) => {
+            let changed = script::convert_completion(&mut c, req);
+            hold.acct().with(|r| r.script_converted = changed);
+            Ok((Reply::Json(c), m))
+        }
+        (Ok((Reply::Stream(rx), m)), Some(hold)) => {
+            Ok((Reply::Stream(script::convert_stream(rx, req, hold)), m))
+        }
+        (result, _) => result,
     };
     if let Some(ledger) = &state.ledger
         && result.is_ok()
         && p.rt.ledger_vectors()
     {
-        record_vector(ledger, &p.rt, &request_id, &req);
+        record_vector(ledger, &p.rt, &request_id, req);
     }
     match result {
         Ok((mut reply, model)) => {
@@ -283,7 +307,7 @@ pub async fn chat(
                     })
                     .unwrap_or_default();
                 let called = !names.is_empty();
-                acct.output(names, wants_grammar(&req) || called);
+                acct.output(names, wants_grammar(req) || called);
                 acct.finish(200, None, None);
             }
             Ok(Routed {

@@ -1,6 +1,8 @@
 //! Shared harness: the real SmolLM2-135M and MiniLM, served over loopback.
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod upstream;
+
 use std::sync::{Arc, OnceLock};
 use tandem_engine::{Engine, EngineConfig};
 use tandem_models::ModelStore;
