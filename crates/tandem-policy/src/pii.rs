@@ -4,7 +4,9 @@
 //!   Chinese alike). Every detector validates its candidates — Luhn for cards, ISO 7064
 //!   mod 97 for IBANs, the official checksums for Taiwan IDs and resident certificates,
 //!   range rules for SSNs and IP addresses, Shannon entropy for generic secrets — so that
-//!   dates, order numbers, versions and times are left alone.
+//!   dates, order numbers, versions and times are left alone. Names, addresses, dates of
+//!   birth and record numbers have no checksum: they are found by their shape next to the
+//!   words that introduce them (`context`).
 //! * [`Masker`] replaces the values with stable placeholders such as `[EMAIL_1]` before text
 //!   leaves the machine, and [`Masker::restore`] / [`StreamRestorer`] put them back into
 //!   the (possibly streamed) answer.
@@ -14,6 +16,7 @@
 //! normalised for matching.
 
 mod checks;
+mod context;
 mod mask;
 mod scan;
 #[cfg(test)]
@@ -39,11 +42,20 @@ pub enum PiiKind {
     UsSsn,
     IpAddress,
     ApiKey,
+    /// Policy, claim, medical-record and bank-account numbers, next to words that say so.
+    RecordNumber,
+    /// A date next to words of birth (民國 and Western calendars).
+    DateOfBirth,
+    /// Postal addresses: Taiwan (縣市、區、路/街、段、巷、弄、號、樓) and Western street addresses.
+    Address,
+    /// Personal names: Chinese names after a role (被保險人、姓名…) or before a title
+    /// (先生、小姐…), English names after a title or a role.
+    PersonName,
 }
 
 impl PiiKind {
     /// Every kind, in declaration order.
-    pub const ALL: [PiiKind; 9] = [
+    pub const ALL: [PiiKind; 13] = [
         PiiKind::Email,
         PiiKind::Phone,
         PiiKind::CreditCard,
@@ -53,6 +65,10 @@ impl PiiKind {
         PiiKind::UsSsn,
         PiiKind::IpAddress,
         PiiKind::ApiKey,
+        PiiKind::RecordNumber,
+        PiiKind::DateOfBirth,
+        PiiKind::Address,
+        PiiKind::PersonName,
     ];
 
     /// The snake_case name used in configuration and logs.
@@ -67,6 +83,10 @@ impl PiiKind {
             PiiKind::UsSsn => "us_ssn",
             PiiKind::IpAddress => "ip_address",
             PiiKind::ApiKey => "api_key",
+            PiiKind::RecordNumber => "record_number",
+            PiiKind::DateOfBirth => "date_of_birth",
+            PiiKind::Address => "address",
+            PiiKind::PersonName => "person_name",
         }
     }
 
@@ -87,6 +107,10 @@ impl PiiKind {
             PiiKind::UsSsn => "SSN",
             PiiKind::IpAddress => "IP",
             PiiKind::ApiKey => "SECRET",
+            PiiKind::RecordNumber => "RECORD",
+            PiiKind::DateOfBirth => "DOB",
+            PiiKind::Address => "ADDRESS",
+            PiiKind::PersonName => "NAME",
         }
     }
 
@@ -102,6 +126,10 @@ impl PiiKind {
             PiiKind::Email => 6,
             PiiKind::Phone => 7,
             PiiKind::IpAddress => 8,
+            PiiKind::RecordNumber => 9,
+            PiiKind::DateOfBirth => 10,
+            PiiKind::Address => 11,
+            PiiKind::PersonName => 12,
         }
     }
 
@@ -139,7 +167,7 @@ struct Span {
 /// `Detector` is cheap to create, clone and share between threads.
 #[derive(Clone, Copy)]
 pub struct Detector {
-    enabled: [bool; 9],
+    enabled: [bool; PiiKind::ALL.len()],
     patterns: &'static scan::Patterns,
 }
 
@@ -151,7 +179,7 @@ impl Detector {
 
     /// A detector for the given kinds only.
     pub fn with_kinds(kinds: &[PiiKind]) -> Detector {
-        let mut enabled = [false; 9];
+        let mut enabled = [false; PiiKind::ALL.len()];
         for k in kinds {
             enabled[k.index()] = true;
         }

@@ -4,7 +4,8 @@
 //!
 //! 1. rule-only decision (the default policy with the category already known, so only rule
 //!    evaluation is timed) — baseline: the budget of 50 µs p99;
-//! 2. PII detection on the same messages — baseline: the rule-only decision;
+//! 2. PII detection on the same messages, the 9 checksummed kinds and then all 13 (with the
+//!    context kinds) — baselines: the rule-only decision, and the checksummed kinds;
 //! 3. the task classifier with the real MiniLM over the held-out set, with the server's weight
 //!    precision (int8; `BENCH_CLASSIFIER_WEIGHTS=f32` for the exact model) — baseline: 10 ms p99;
 //! 4. the learned router's decision (`slm_win_probability`: the classifier's int8 MiniLM
@@ -114,20 +115,32 @@ fn decisions(texts: &[String]) -> f64 {
     }
     let (_, p99) = summary("rule-only decision (default policy)", &mut times, "µs");
     println!("  ratio p99 / 50 µs budget: {:.3}", p99 / 50.0);
-    let mut ptimes = Vec::new();
-    for _ in 0..50 {
-        for t in texts {
-            let s = Instant::now();
-            std::hint::black_box(detector.detect(t));
-            ptimes.push(s.elapsed().as_secs_f64() * 1e6);
+    let time_pii = |d: &Detector| {
+        let mut ptimes = Vec::new();
+        for _ in 0..50 {
+            for t in texts {
+                let s = Instant::now();
+                std::hint::black_box(d.detect(t));
+                ptimes.push(s.elapsed().as_secs_f64() * 1e6);
+            }
         }
-    }
+        ptimes
+    };
+    // The checksummed kinds alone, then with the context kinds (names, addresses, dates of
+    // birth, record numbers): what those add, in the same run.
+    let checksummed = Detector::with_kinds(&tandem_policy::pii::PiiKind::ALL[..9]);
+    let (_, cp99) = summary(
+        "PII detection (9 checksummed kinds)",
+        &mut time_pii(&checksummed),
+        "µs",
+    );
     let (_, pp99) = summary(
-        "PII detection (all 9 kinds, same messages)",
-        &mut ptimes,
+        "PII detection (all 13 kinds, same messages)",
+        &mut time_pii(&detector),
         "µs",
     );
     println!("  ratio p99 / rule-only decision p99: {:.2}", pp99 / p99);
+    println!("  ratio p99 / checksummed kinds p99: {:.2}", pp99 / cp99);
     p99
 }
 

@@ -80,6 +80,12 @@ impl Patterns {
                 (re(r"(?:AKIA|ASIA)[A-Z0-9]{16}"), any_key_ok),
                 // Slack.
                 (re(r"xox[abposr]-[A-Za-z0-9-]{10,300}"), has_digit),
+                // Stripe secret and restricted keys, and webhook signing secrets.
+                (
+                    re(r"(?:sk|rk)_(?:test|live)_[A-Za-z0-9]{16,247}"),
+                    any_key_ok,
+                ),
+                (re(r"whsec_[A-Za-z0-9+/=]{24,128}"), any_key_ok),
                 // Google API keys.
                 (re(r"AIza[0-9A-Za-z_-]{35}"), any_key_ok),
                 // JSON Web Tokens.
@@ -152,6 +158,10 @@ impl Patterns {
                 scan(&self.ipv4, text, |s, e| ipv4(text, s, e), &mut push);
                 scan(&self.ipv6, text, |s, e| ipv6(text, s, e), &mut push);
             }
+            PiiKind::RecordNumber
+            | PiiKind::DateOfBirth
+            | PiiKind::Address
+            | PiiKind::PersonName => super::context::find(kind, text, &mut push),
             PiiKind::ApiKey => {
                 for (re, ok) in &self.keys {
                     scan(re, text, |s, e| api_key(text, s, e, *ok), &mut push);
@@ -500,24 +510,45 @@ fn ssn(text: &str, s: usize, e: usize) -> Option<(usize, usize)> {
         d[r].iter()
             .fold(0u32, |acc, &x| acc * 10 + u32::from(x - b'0'))
     };
+    // Next to words that say so, a number in SSN shape is masked whatever its area: ITINs
+    // start with 9, and a privacy gateway errs on the side of masking.
+    let context = ssn_context(text, s, e);
     let form_ok = match v.len() {
         11 => v[3] == v[6] && !v[3].is_ascii_digit(),
-        9 => ssn_context_before(text, s),
+        9 => context,
         _ => false,
     };
-    (form_ok && checks::ssn_ok(num(0..3), num(3..5), num(5..9))).then_some((s, e))
+    (form_ok && (context || checks::ssn_ok(num(0..3), num(3..5), num(5..9)))).then_some((s, e))
 }
 
-fn ssn_context_before(text: &str, s: usize) -> bool {
-    const WORDS: [&str; 5] = ["ssn", "social security", "社會安全", "社安號", "社安"];
+/// SSN words in the 24 characters before the number or the 16 after it.
+fn ssn_context(text: &str, s: usize, e: usize) -> bool {
+    const WORDS: [&str; 9] = [
+        "ssn",
+        "social security",
+        "itin",
+        "taxpayer",
+        "tax id",
+        "社會安全",
+        "社安號",
+        "社安",
+        "稅號",
+    ];
     let start = text[..s]
         .char_indices()
         .rev()
         .take(24)
         .last()
         .map_or(s, |(i, _)| i);
-    let window = text[start..s].to_ascii_lowercase();
-    WORDS.iter().any(|w| window.contains(w))
+    let end = text[e..]
+        .char_indices()
+        .nth(16)
+        .map_or(text.len(), |(i, _)| e + i);
+    let before = text[start..s].to_ascii_lowercase();
+    let after = text[e..end].to_ascii_lowercase();
+    WORDS
+        .iter()
+        .any(|w| before.contains(w) || after.contains(w))
 }
 
 fn ipv4(text: &str, s: usize, e: usize) -> Option<(usize, usize)> {

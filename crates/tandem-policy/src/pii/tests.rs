@@ -1085,3 +1085,110 @@ fn pathological_inputs_finish() {
         );
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// Over-strict validation fixed; names, addresses, dates of birth, record numbers
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn ssn_shaped_numbers_next_to_ssn_words_are_masked_whatever_their_area() {
+    // The gateway-conformance case: area 993 next to "SSN".
+    assert_finds("SSN: 993-42-4706", PiiKind::UsSsn, "993-42-4706");
+    assert_finds(
+        "ITIN 912-70-1234 for the filing",
+        PiiKind::UsSsn,
+        "912-70-1234",
+    );
+    assert_finds("993-42-4706 is my SSN", PiiKind::UsSsn, "993-42-4706");
+    assert_finds("taxpayer id 666-12-3456", PiiKind::UsSsn, "666-12-3456");
+    assert_finds("社會安全號碼 900123456", PiiKind::UsSsn, "900123456");
+    // Without the words, the range rules still keep other numbers alone.
+    assert_no("ticket 993-42-4706", PiiKind::UsSsn);
+}
+
+#[test]
+fn stripe_keys_are_secrets() {
+    for key in [
+        "sk_test_4eC39HqLyjWDarjtT1zdp7dc",
+        "sk_live_51H8xYzAbCdEfGhIjKlMnOpQrStUv",
+        "rk_live_51H8xYzAbCdEfGhIjKlMnOp",
+        "rk_test_abcdefghijklmnop1234",
+        "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+    ] {
+        assert_finds(&format!("STRIPE_KEY={key}"), PiiKind::ApiKey, key);
+        assert_finds(&format!("金鑰是{key}。"), PiiKind::ApiKey, key);
+    }
+    for text in ["sk_test_short", "task_test_value_only", "desk_live_webcam"] {
+        assert_no(text, PiiKind::ApiKey);
+    }
+}
+
+#[test]
+fn names_addresses_birth_dates_and_record_numbers_in_context() {
+    assert_finds("被保險人王小明申請理賠", PiiKind::PersonName, "王小明");
+    assert_finds("姓名：王小姐", PiiKind::PersonName, "王");
+    assert_finds("請陳先生回電", PiiKind::PersonName, "陳");
+    assert_finds("Mr. John Smith", PiiKind::PersonName, "John Smith");
+    assert_no("這位先生請稍等", PiiKind::PersonName);
+    assert_no("客戶高度關注", PiiKind::PersonName);
+    assert_finds(
+        "地址：台北市信義區松仁路100號5樓",
+        PiiKind::Address,
+        "台北市信義區松仁路100號5樓",
+    );
+    assert_finds(
+        "lives at 221 Baker Street.",
+        PiiKind::Address,
+        "221 Baker Street",
+    );
+    assert_no("請沿著中山路直走", PiiKind::Address);
+    assert_finds(
+        "出生日期：民國72年5月3日",
+        PiiKind::DateOfBirth,
+        "民國72年5月3日",
+    );
+    assert_finds("DOB 1962-11-30", PiiKind::DateOfBirth, "1962-11-30");
+    assert_no("會議在2024年3月5日舉行", PiiKind::DateOfBirth);
+    assert_no("出生日期：2024年13月5日", PiiKind::DateOfBirth);
+    assert_finds(
+        "保單號碼：A123-456-7890",
+        PiiKind::RecordNumber,
+        "A123-456-7890",
+    );
+    assert_finds("MRN 7654321", PiiKind::RecordNumber, "7654321");
+    assert_no("請問保單號碼在哪裡查", PiiKind::RecordNumber);
+    assert_no("帳號請設定為英文字母", PiiKind::RecordNumber);
+    // Full-width digits and punctuation are normalised first.
+    assert_finds(
+        "保單號碼：Ａ１２３４５６７",
+        PiiKind::RecordNumber,
+        "Ａ１２３４５６７",
+    );
+}
+
+#[test]
+fn new_kinds_mask_and_restore_in_streams_and_json_arguments() {
+    let mut m = Masker::new();
+    let text = "被保險人王小明，住台北市信義區松仁路100號5樓，出生日期：民國72年5月3日，保單號碼：P2023998877";
+    let masked = mask_all(&mut m, text);
+    assert_eq!(
+        masked,
+        "被保險人[NAME_1]，住[ADDRESS_1]，出生日期：[DOB_1]，保單號碼：[RECORD_1]"
+    );
+    assert_eq!(m.restore(&masked), text);
+    // Streamed, placeholders split anywhere, in text and in a tool call's JSON arguments.
+    let answer = "{\"insured\": \"[NAME_1]\", \"address\": \"[ADDRESS_1]\", \"dob\": \"[DOB_1]\", \"policy\": \"[RECORD_1]\"}";
+    let chars: Vec<char> = answer.chars().collect();
+    for step in [1, 2, 3, 5, 7] {
+        let mut r = m.stream_restorer();
+        let mut out = String::new();
+        for piece in chars.chunks(step) {
+            out.push_str(&r.push(&piece.iter().collect::<String>()));
+        }
+        out.push_str(&r.finish());
+        assert_eq!(
+            out,
+            "{\"insured\": \"王小明\", \"address\": \"台北市信義區松仁路100號5樓\", \"dob\": \"民國72年5月3日\", \"policy\": \"P2023998877\"}"
+        );
+    }
+}
