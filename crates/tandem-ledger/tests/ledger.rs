@@ -568,7 +568,7 @@ fn reopen_persists_and_checks_schema() {
     let version: i64 = conn
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 4);
+    assert_eq!(version, 5);
     let mode: String = conn
         .pragma_query_value(None, "journal_mode", |r| r.get(0))
         .unwrap();
@@ -582,7 +582,7 @@ fn reopen_persists_and_checks_schema() {
             err,
             LedgerError::SchemaTooNew {
                 found: 99,
-                supported: 4,
+                supported: 5,
                 ..
             }
         ),
