@@ -137,20 +137,33 @@ impl Patterns {
             }
             PiiKind::CreditCard => {
                 for m in self.digit_run.find_iter(text) {
-                    cards_in_run(text, m.start(), m.end(), &mut push);
+                    let mut found = false;
+                    cards_in_run(text, m.start(), m.end(), &mut |span| {
+                        found = true;
+                        push(span);
+                    });
+                    // Next to card words, 13–19 digits are a card even when Luhn fails.
+                    let digits = digits_of(m.as_str().as_bytes()).len();
+                    if !found
+                        && (13..=19).contains(&digits)
+                        && numeric_bounds(text, m.start(), m.end()).is_some()
+                        && words_near(text, m.start(), m.end(), &CARD_WORDS)
+                    {
+                        push((m.start(), m.end()));
+                    }
                 }
             }
             PiiKind::Iban => scan(&self.iban, text, |s, e| iban(text, s, e), &mut push),
             PiiKind::TwNationalId => scan(
                 &self.tw_id,
                 text,
-                |s, e| word_bounds(text, s, e, checks::tw_national_id_ok),
+                |s, e| checked_or_named(text, s, e, checks::tw_national_id_ok, &TW_ID_WORDS),
                 &mut push,
             ),
             PiiKind::TwResidentCert => scan(
                 &self.tw_arc,
                 text,
-                |s, e| word_bounds(text, s, e, checks::tw_resident_cert_ok),
+                |s, e| checked_or_named(text, s, e, checks::tw_resident_cert_ok, &TW_ARC_WORDS),
                 &mut push,
             ),
             PiiKind::UsSsn => scan(&self.ssn, text, |s, e| ssn(text, s, e), &mut push),
@@ -277,10 +290,6 @@ fn right_num_ok(text: &str, e: usize) -> bool {
 
 fn numeric_bounds(text: &str, s: usize, e: usize) -> Option<(usize, usize)> {
     (left_num_ok(text, s) && right_num_ok(text, e)).then_some((s, e))
-}
-
-fn word_bounds(text: &str, s: usize, e: usize, ok: fn(&[u8]) -> bool) -> Option<(usize, usize)> {
-    (left_ok(text, s) && right_ok(text, e) && ok(&text.as_bytes()[s..e])).then_some((s, e))
 }
 
 fn digits_of(bytes: &[u8]) -> Vec<u8> {
@@ -534,6 +543,11 @@ fn ssn_context(text: &str, s: usize, e: usize) -> bool {
         "社安",
         "稅號",
     ];
+    words_near(text, s, e, &WORDS)
+}
+
+/// One of `words` (lower-case) in the 24 characters before `s..e` or the 16 after it.
+fn words_near(text: &str, s: usize, e: usize, words: &[&str]) -> bool {
     let start = text[..s]
         .char_indices()
         .rev()
@@ -546,9 +560,52 @@ fn ssn_context(text: &str, s: usize, e: usize) -> bool {
         .map_or(text.len(), |(i, _)| e + i);
     let before = text[start..s].to_ascii_lowercase();
     let after = text[e..end].to_ascii_lowercase();
-    WORDS
+    words
         .iter()
         .any(|w| before.contains(w) || after.contains(w))
+}
+
+/// Words that say a value is a Taiwan national ID / resident certificate / card number: next
+/// to them the value is masked even when its checksum fails (a typo is still personal data).
+const TW_ID_WORDS: [&str; 7] = [
+    "身分證",
+    "身份證",
+    "國民身分",
+    "national id",
+    "id no",
+    "id number",
+    "身分字號",
+];
+const TW_ARC_WORDS: [&str; 5] = [
+    "居留證",
+    "居留證號",
+    "統一證號",
+    "arc",
+    "resident certificate",
+];
+const CARD_WORDS: [&str; 8] = [
+    "信用卡",
+    "卡號",
+    "金融卡",
+    "card",
+    "visa",
+    "mastercard",
+    "amex",
+    "jcb",
+];
+
+/// A value in its shape that passes its check, or sits next to words that name its kind.
+fn checked_or_named(
+    text: &str,
+    s: usize,
+    e: usize,
+    ok: fn(&[u8]) -> bool,
+    words: &[&str],
+) -> Option<(usize, usize)> {
+    (left_ok(text, s)
+        && right_ok(text, e)
+        && (ok(&text.as_bytes()[s..e]) || words_near(text, s, e, words)))
+    .then_some((s, e))
 }
 
 fn ipv4(text: &str, s: usize, e: usize) -> Option<(usize, usize)> {

@@ -1192,3 +1192,38 @@ fn new_kinds_mask_and_restore_in_streams_and_json_arguments() {
         );
     }
 }
+
+#[test]
+fn ids_and_cards_next_to_their_names_are_masked_even_when_their_checksum_fails() {
+    // A typo in the last digit: not a valid ID, still someone's ID.
+    assert_finds(
+        "身分證字號：A123456788",
+        PiiKind::TwNationalId,
+        "A123456788",
+    );
+    assert_finds(
+        "national ID A123456788",
+        PiiKind::TwNationalId,
+        "A123456788",
+    );
+    assert_finds(
+        "居留證號碼FA12345688",
+        PiiKind::TwResidentCert,
+        "FA12345688",
+    );
+    assert_finds(
+        "信用卡號 4111 1111 1111 1112",
+        PiiKind::CreditCard,
+        "4111 1111 1111 1112",
+    );
+    assert_finds(
+        "card number 5500-0000-0000-0005",
+        PiiKind::CreditCard,
+        "5500-0000-0000-0005",
+    );
+    // Without the words, the checksums still keep other codes and numbers alone.
+    assert_no("訂單 A123456788", PiiKind::TwNationalId);
+    assert_no("FA12345688", PiiKind::TwResidentCert);
+    assert_no("tracking 4111 1111 1111 1112", PiiKind::CreditCard);
+    assert_no("卡號 12345", PiiKind::CreditCard);
+}
