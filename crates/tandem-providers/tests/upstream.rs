@@ -875,7 +875,11 @@ async fn breaker_opens_fails_fast_and_recovers_after_cooldown() {
     ));
     assert_eq!(server.received_requests().await.unwrap().len(), 2);
 
-    tokio::time::sleep(Duration::from_millis(1050)).await;
+    // The cooldown passes on tokio's clock, advanced rather than waited for (the breaker
+    // reads `tokio::time::Instant`); the clock runs on from there.
+    tokio::time::pause();
+    tokio::time::advance(Duration::from_millis(1050)).await;
+    tokio::time::resume();
     assert_eq!(up.breaker_state(), BreakerState::HalfOpen);
     let reply = up.chat(&req()).await.unwrap();
     assert_eq!(reply.attempts, 1);

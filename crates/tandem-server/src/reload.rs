@@ -1,6 +1,6 @@
-//! Hot reload: watch the configuration file (polling its modification time and size, which
-//! works on every filesystem, including bind mounts where inotify does not) and reload on
-//! SIGHUP. A configuration that fails validation is refused, logged, and the old one keeps
+//! Hot reload: watch the configuration file (polling its modification time, size and a hash
+//! of its contents, which works on every filesystem, including bind mounts where inotify does
+//! not, and sees a rewrite within the modification time's resolution) and reload on SIGHUP. A configuration that fails validation is refused, logged, and the old one keeps
 //! serving.
 
 use crate::state::AppState;
@@ -8,10 +8,15 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-/// What identifies a version of the file.
-fn stamp(path: &Path) -> Option<(SystemTime, u64)> {
+/// What identifies a version of the file: its modification time, size and contents (a
+/// configuration is small; hashing it each poll costs microseconds).
+fn stamp(path: &Path) -> Option<(SystemTime, u64, u64)> {
+    use std::hash::{Hash, Hasher};
     let m = std::fs::metadata(path).ok()?;
-    Some((m.modified().ok()?, m.len()))
+    let bytes = std::fs::read(path).ok()?;
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    bytes.hash(&mut h);
+    Some((m.modified().ok()?, m.len(), h.finish()))
 }
 
 /// Reload `path` into `state` now. Returns the new generation or why it was refused.

@@ -80,6 +80,8 @@ pub struct AppState {
     pub fingerprint: String,
     runtime: ArcSwap<Runtime>,
     reload_lock: std::sync::Mutex<()>,
+    /// Reload attempts so far, accepted or refused (what a watcher waits on).
+    reloads: tokio::sync::watch::Sender<u64>,
     /// Where every routed request is recorded (None: not recorded).
     pub ledger: Option<Ledger>,
     /// Knowledge bases for RAG answers (None: not enabled).
@@ -156,6 +158,7 @@ impl AppState {
             fingerprint: format!("tandem-{}", env!("CARGO_PKG_VERSION")),
             runtime: ArcSwap::from_pointee(rt),
             reload_lock: std::sync::Mutex::new(()),
+            reloads: tokio::sync::watch::Sender::new(0),
             ledger,
             kb: None,
         }
@@ -179,10 +182,19 @@ impl AppState {
         let prev = self.runtime();
         let r = Runtime::build(config, &self.chat, &self.embed, Some(&prev));
         crate::metrics::reload(r.is_ok());
-        let rt = r?;
-        let generation = rt.generation;
-        self.runtime.store(Arc::new(rt));
-        Ok(generation)
+        let r = r.map(|rt| {
+            let generation = rt.generation;
+            self.runtime.store(Arc::new(rt));
+            generation
+        });
+        self.reloads.send_modify(|n| *n += 1);
+        r
+    }
+
+    /// Counts reload attempts (accepted or refused): `changed()` on the receiver waits for
+    /// the next one.
+    pub fn reload_attempts(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.reloads.subscribe()
     }
 
     /// Parse, validate and swap in configuration text.
@@ -191,6 +203,7 @@ impl AppState {
             Ok(c) => self.reload(c),
             Err(e) => {
                 crate::metrics::reload(false);
+                self.reloads.send_modify(|n| *n += 1);
                 Err(e.to_string())
             }
         }

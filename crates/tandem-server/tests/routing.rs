@@ -560,6 +560,14 @@ async fn stats_report_local_share_cost_and_savings() {
     assert!(m.contains("tandem_routed_requests_total"));
 }
 
+/// Waits (at most 10 s) for the configuration watcher's next reload attempt.
+async fn next_attempt(rx: &mut tokio::sync::watch::Receiver<u64>) {
+    tokio::time::timeout(Duration::from_secs(10), rx.changed())
+        .await
+        .expect("the watcher did not try to reload within 10 s")
+        .unwrap();
+}
+
 #[tokio::test]
 async fn hot_reload_swaps_good_configs_and_refuses_bad_ones() {
     let up = MockServer::start().await;
@@ -584,24 +592,17 @@ async fn hot_reload_swaps_good_configs_and_refuses_bad_ones() {
         v["route"].as_str().unwrap().to_string()
     };
     assert_eq!(route(base.clone()).await, "first");
+    // Each write is followed by waiting for the watcher's reload attempt (the file's
+    // contents are part of what it watches, so no wait for the modification time to move).
+    let mut attempts = state.reload_attempts();
     let b = config(&up.uri(), "", "  - name: second\n    then: {model: gpt}\n");
-    // Make sure the modification time moves even on coarse filesystems.
-    tokio::time::sleep(Duration::from_millis(1100)).await;
     std::fs::write(&file, &b).unwrap();
-    let mut ok = false;
-    for _ in 0..50 {
-        if route(base.clone()).await == "second" {
-            ok = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(ok, "the new configuration was not picked up");
+    next_attempt(&mut attempts).await;
+    assert_eq!(route(base.clone()).await, "second");
     let g = state.runtime().generation;
     // Invalid YAML: refused, the old configuration keeps serving.
-    tokio::time::sleep(Duration::from_millis(1100)).await;
     std::fs::write(&file, "routes: [unclosed\n").unwrap();
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    next_attempt(&mut attempts).await;
     assert_eq!(route(base.clone()).await, "second");
     assert_eq!(state.runtime().generation, g);
     // Valid YAML that needs a model this server has not loaded: refused too.
