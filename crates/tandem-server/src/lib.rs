@@ -9,6 +9,7 @@
 //! [`runtime`] holds the configuration in force; [`reload`] swaps it on file change/SIGHUP.
 
 pub mod dialects;
+pub mod drain;
 pub mod gateway;
 pub mod http;
 pub mod kb;

@@ -82,6 +82,8 @@ pub struct AppState {
     reload_lock: std::sync::Mutex<()>,
     /// Reload attempts so far, accepted or refused (what a watcher waits on).
     reloads: tokio::sync::watch::Sender<u64>,
+    /// Draining at shutdown: refused requests and those still in flight.
+    pub drain: Arc<crate::drain::Drain>,
     /// Where every routed request is recorded (None: not recorded).
     pub ledger: Option<Ledger>,
     /// Knowledge bases for RAG answers (None: not enabled).
@@ -159,6 +161,7 @@ impl AppState {
             runtime: ArcSwap::from_pointee(rt),
             reload_lock: std::sync::Mutex::new(()),
             reloads: tokio::sync::watch::Sender::new(0),
+            drain: Arc::new(crate::drain::Drain::default()),
             ledger,
             kb: None,
         }

@@ -61,6 +61,10 @@ pub struct ServeArgs {
     /// Ledger database (SQLite), or `off`. Default: $TANDEM_HOME/ledger.sqlite.
     #[arg(long, env = "TANDEM_LEDGER")]
     ledger: Option<String>,
+    /// On SIGTERM / Ctrl-C: seconds to let requests in flight finish (new ones get 503)
+    /// before stopping.
+    #[arg(long, env = "TANDEM_DRAIN_TIMEOUT", default_value_t = 30)]
+    drain_timeout: u64,
     #[command(flatten)]
     engine: EngineArgs,
 }
@@ -303,6 +307,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
     } else {
         None
     };
+    let drain_timeout = std::time::Duration::from_secs(args.drain_timeout);
     rt.block_on(async move {
         let listener = tokio::net::TcpListener::bind((host.as_str(), port))
             .await
@@ -322,7 +327,8 @@ pub fn run(args: ServeArgs) -> Result<()> {
             state.model_ids().join(", ")
         );
         let ledger = state.ledger.clone();
-        tandem_server::serve(listener, state, shutdown_signal()).await?;
+        tandem_server::drain::serve_draining(listener, state, shutdown_signal(), drain_timeout)
+            .await?;
         if let Some(l) = ledger
             && let Err(e) = l.flush()
         {
