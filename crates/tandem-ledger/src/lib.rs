@@ -32,7 +32,10 @@
 //! channel and inserts records in batches (up to [`MAX_BATCH`] records per transaction) with a
 //! cached prepared statement. When the queue is full the record is dropped and counted
 //! ([`Ledger::dropped`]) with a rate-limited warning. Write failures are logged with `tracing` and
-//! counted ([`Ledger::write_errors`]); they never panic. [`Ledger::flush`] waits until everything
+//! counted ([`Ledger::write_errors`]); they never panic. When the disk is full (or the file
+//! cannot be written for another passing reason) the batch is kept in memory, up to
+//! [`MAX_PENDING`] records ([`Ledger::pending`]), and retried every half second and with every
+//! new batch, so that nothing is lost once there is room again. [`Ledger::flush`] waits until everything
 //! recorded before the call has been written. When the last [`Ledger`] handle is dropped the
 //! writer drains the queue, commits and exits, and the drop joins it.
 //!
@@ -77,6 +80,10 @@ use rusqlite::Connection;
 pub const QUEUE_CAPACITY: usize = 10_000;
 /// Most records written in one transaction.
 pub const MAX_BATCH: usize = 512;
+
+/// Records kept in memory while the database cannot be written (a full disk); more are
+/// dropped and counted in [`Ledger::dropped`].
+pub const MAX_PENDING: usize = 20_000;
 /// At most one "queue full" warning per this interval.
 const DROP_WARN_INTERVAL: Duration = Duration::from_secs(10);
 /// How long a connection waits for a lock held by another connection.
@@ -386,6 +393,8 @@ enum Msg {
     Flush(Sender<()>),
     /// The last handle is gone: write what is queued and exit.
     Shutdown,
+    /// Cap the database's size in bytes (None: no cap).
+    SetMaxBytes(Option<u64>),
 }
 
 #[derive(Default)]
@@ -393,6 +402,8 @@ struct Counters {
     written: AtomicU64,
     dropped: AtomicU64,
     write_errors: AtomicU64,
+    /// Records kept for a retry after a full disk or an I/O error.
+    pending: AtomicU64,
 }
 
 struct Inner {
@@ -592,6 +603,22 @@ impl Ledger {
     /// Records the writer failed to write (logged with `tracing`).
     pub fn write_errors(&self) -> u64 {
         self.inner.counters.write_errors.load(Ordering::Relaxed)
+    }
+
+    /// Records waiting for a retry because the disk was full (or the database could not be
+    /// written for another passing reason); they are written when it can be again.
+    pub fn pending(&self) -> u64 {
+        self.inner.counters.pending.load(Ordering::Relaxed)
+    }
+
+    /// Caps the database at about `max` bytes (SQLite's `max_page_count`; never below its
+    /// current size), or lifts the cap. Writes past the cap fail as on a full disk: the
+    /// records are kept (up to [`MAX_PENDING`]) and retried.
+    pub fn set_max_bytes(&self, max: Option<u64>) -> Result<(), LedgerError> {
+        self.inner
+            .tx
+            .send(Msg::SetMaxBytes(max))
+            .map_err(|_| LedgerError::WriterGone)
     }
 
     /// Aggregates over the records selected by `filter`; see [`Stats`] for the definitions.

@@ -5,7 +5,9 @@ use std::sync::atomic::Ordering;
 use crossbeam_channel::{Receiver, Sender};
 use rusqlite::{Connection, Statement, TransactionBehavior, params};
 
-use crate::{Counters, Feedback, FeedbackAck, LedgerRecord, MAX_BATCH, Msg, RequestVector};
+use crate::{
+    Counters, Feedback, FeedbackAck, LedgerRecord, MAX_BATCH, MAX_PENDING, Msg, RequestVector,
+};
 
 /// One write of a batch.
 enum Write {
@@ -35,15 +37,31 @@ const INSERT: &str = "INSERT INTO requests (id, ts_ms, tenant, key_id, endpoint,
 pub(crate) fn run(mut conn: Connection, rx: Receiver<Msg>, counters: &Counters) {
     let mut batch: Vec<Write> = Vec::with_capacity(MAX_BATCH);
     let mut acks: Vec<Sender<()>> = Vec::new();
-    while let Ok(first) = rx.recv() {
+    // What a full disk kept from being written, retried first.
+    let mut pending: Vec<Write> = Vec::new();
+    loop {
+        let first = if pending.is_empty() {
+            match rx.recv() {
+                Ok(m) => Some(m),
+                Err(_) => break,
+            }
+        } else {
+            match rx.recv_timeout(std::time::Duration::from_millis(500)) {
+                Ok(m) => Some(m),
+                Err(crossbeam_channel::RecvTimeoutError::Timeout) => None,
+                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
+            }
+        };
         let mut shutdown = false;
-        let mut next = Some(first);
+        batch.append(&mut pending);
+        let mut next = first;
         // Take whatever is queued, up to a batch; stop at a flush so that it is answered soon.
         while let Some(msg) = next {
             match msg {
                 Msg::Record(r) => batch.push(Write::Record(r)),
                 Msg::Vector(v) => batch.push(Write::Vector(v)),
                 Msg::Feedback(f, ack) => batch.push(Write::Feedback(f, ack)),
+                Msg::SetMaxBytes(max) => set_max_bytes(&conn, max),
                 Msg::Flush(ack) => {
                     acks.push(ack);
                     break;
@@ -58,8 +76,25 @@ pub(crate) fn run(mut conn: Connection, rx: Receiver<Msg>, counters: &Counters) 
             }
             next = rx.try_recv().ok();
         }
-        write_batch(&mut conn, &batch, counters);
-        batch.clear();
+        if write_batch(&mut conn, &batch, counters) {
+            batch.clear();
+        } else {
+            // Kept for a retry; ratings were answered (their callers wait) and are not kept.
+            batch.retain(|w| !matches!(w, Write::Feedback(..)));
+            let over = batch.len().saturating_sub(MAX_PENDING);
+            if over > 0 {
+                batch.drain(..over);
+                counters.dropped.fetch_add(over as u64, Ordering::Relaxed);
+                tracing::error!(
+                    dropped = over,
+                    "ledger: too many records waiting for room, dropping the oldest"
+                );
+            }
+            pending.append(&mut batch);
+        }
+        counters
+            .pending
+            .store(pending.len() as u64, Ordering::Relaxed);
         for ack in acks.drain(..) {
             let _ = ack.send(());
         }
@@ -67,16 +102,43 @@ pub(crate) fn run(mut conn: Connection, rx: Receiver<Msg>, counters: &Counters) 
             break;
         }
     }
+    if !pending.is_empty() {
+        tracing::error!(
+            records = pending.len(),
+            "ledger: closing with records that could not be written"
+        );
+    }
     if let Err((_, e)) = conn.close() {
         tracing::warn!(error = %e, "ledger: closing the database failed");
     }
 }
 
+/// `PRAGMA max_page_count` from a size in bytes (None: SQLite's maximum).
+fn set_max_bytes(conn: &Connection, max: Option<u64>) {
+    let page: u64 = conn
+        .pragma_query_value(None, "page_size", |r| r.get(0))
+        .unwrap_or(4096);
+    let pages = max.map_or(4_294_967_294, |m| (m / page.max(1)).max(1));
+    if let Err(e) = conn.pragma_update(None, "max_page_count", pages) {
+        tracing::warn!(error = %e, "ledger: cannot set the size cap");
+    }
+}
+
+/// Errors that pass: a full disk, a transient I/O failure, a lock held too long.
+fn is_transient(e: &rusqlite::Error) -> bool {
+    use rusqlite::ErrorCode::*;
+    matches!(
+        e.sqlite_error_code(),
+        Some(DiskFull | SystemIoFailure | DatabaseBusy | DatabaseLocked)
+    )
+}
+
 /// Writes `batch` in one transaction. Failures are logged and counted, never fatal; each
-/// rating's sender learns whether it was committed.
-fn write_batch(conn: &mut Connection, batch: &[Write], counters: &Counters) {
+/// rating's sender learns whether it was committed. False when nothing was written for a
+/// reason that passes (a full disk): the caller keeps the batch for a retry.
+fn write_batch(conn: &mut Connection, batch: &[Write], counters: &Counters) -> bool {
     if batch.is_empty() {
-        return;
+        return true;
     }
     // Outcome of each rating's row, answered only once the transaction's fate is known.
     let mut rated: Vec<(&FeedbackAck, Result<(), String>)> = Vec::new();
@@ -96,8 +158,9 @@ fn write_batch(conn: &mut Connection, batch: &[Write], counters: &Counters) {
                 }
                 match result {
                     Ok(()) => ok += u64::from(matches!(w, Write::Record(_))),
-                    // Some errors (disk full, I/O) roll the whole transaction back: give up.
-                    Err(e) if tx.is_autocommit() => return Err(e),
+                    // Some errors roll the whole transaction back; a full disk or an I/O error
+                    // gives the batch up too (it is kept and retried as a whole).
+                    Err(e) if tx.is_autocommit() || is_transient(&e) => return Err(e),
                     Err(e) => {
                         failed += 1;
                         tracing::error!(id = %id, error = %e, "ledger: cannot write record");
@@ -115,6 +178,16 @@ fn write_batch(conn: &mut Connection, batch: &[Write], counters: &Counters) {
             for (ack, outcome) in rated {
                 let _ = ack.send(outcome);
             }
+            true
+        }
+        Err(e) if is_transient(&e) => {
+            for w in batch {
+                if let Write::Feedback(_, ack) = w {
+                    let _ = ack.send(Err(e.to_string()));
+                }
+            }
+            tracing::error!(records = batch.len(), error = %e, "ledger: cannot write now, keeping the records for a retry");
+            false
         }
         Err(e) => {
             // Nothing of the batch was committed, whatever each row's insert said.
@@ -131,6 +204,7 @@ fn write_batch(conn: &mut Connection, batch: &[Write], counters: &Counters) {
                 error = %e,
                 "ledger: cannot write a batch of records"
             );
+            true
         }
     }
 }

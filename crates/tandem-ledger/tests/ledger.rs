@@ -918,3 +918,41 @@ fn a_rating_that_cannot_be_written_is_an_error() {
         .unwrap();
     assert_eq!(n, 2);
 }
+
+/// A full disk (the database capped at its size: SQLite fails as on a full disk): records
+/// are kept and retried, none is lost, and they are written once there is room again.
+#[test]
+fn a_full_disk_keeps_records_until_there_is_room() {
+    let (_dir, path, ledger) = temp_ledger();
+    let rec = |i: usize| LedgerRecord {
+        id: format!("full-{i}"),
+        reasons: vec!["x".repeat(200)],
+        ..LedgerRecord::default()
+    };
+    for i in 0..10 {
+        ledger.record(rec(i));
+    }
+    ledger.flush().unwrap();
+    assert_eq!(ledger.written(), 10);
+    // No room to grow.
+    ledger.set_max_bytes(Some(0)).unwrap();
+    for i in 10..2010 {
+        ledger.record(rec(i));
+    }
+    ledger.flush().unwrap();
+    assert!(ledger.written() < 2010, "the cap did not bite");
+    assert!(ledger.pending() > 0);
+    assert_eq!(ledger.dropped(), 0);
+    let before = ledger.recent(5000).unwrap().len();
+    assert!(before < 2010);
+    // Room again: the next batch (here the flush) writes what was kept.
+    ledger.set_max_bytes(None).unwrap();
+    ledger.flush().unwrap();
+    assert_eq!(ledger.pending(), 0);
+    assert_eq!(ledger.written(), 2010);
+    let all = ledger.recent(5000).unwrap();
+    assert_eq!(all.len(), 2010);
+    let ids: std::collections::BTreeSet<String> = all.into_iter().map(|r| r.id).collect();
+    assert_eq!(ids.len(), 2010, "a record was written twice");
+    drop(path);
+}
