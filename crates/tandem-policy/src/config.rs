@@ -1210,7 +1210,7 @@ fn validate(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Conf
             );
         }
         let pii = parse_pii_action(&mut issues, r.pii.as_ref());
-        let script = crate::script::parse_setting(
+        let script = parse_answer_script(
             &mut issues,
             r.answer_script.as_ref(),
             &format!("route `{}`", r.name.as_str()),
@@ -1220,7 +1220,7 @@ fn validate(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Conf
             routes.push(route);
         }
     }
-    let answer_script = crate::script::parse_setting(
+    let answer_script = parse_answer_script(
         &mut issues,
         raw.policy.answer_script.as_ref(),
         "policy.answer_script",
@@ -1229,8 +1229,7 @@ fn validate(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Conf
     let mut tenant_scripts = BTreeMap::new();
     for (name, t) in &raw.policy.tenants {
         let what = format!("policy.tenants.{name}.answer_script");
-        if let Some(s) = crate::script::parse_setting(&mut issues, t.answer_script.as_ref(), &what)
-        {
+        if let Some(s) = parse_answer_script(&mut issues, t.answer_script.as_ref(), &what) {
             tenant_scripts.insert(name.clone(), s);
         }
     }
@@ -1423,6 +1422,26 @@ fn pii_kind_list() -> String {
         .map(|k| k.as_str())
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// Validates one `answer_script:` value.
+fn parse_answer_script(
+    issues: &mut Issues,
+    s: Option<&Spanned<String>>,
+    what: &str,
+) -> Option<crate::script::ScriptSetting> {
+    let s = s?;
+    let parsed = crate::script::ScriptSetting::parse(s);
+    if parsed.is_none() {
+        issues.at(
+            s.span(),
+            format!(
+                "{what}: unknown answer script `{}` (use auto, zh-TW or off)",
+                s.as_str()
+            ),
+        );
+    }
+    parsed
 }
 
 fn parse_pii_action(issues: &mut Issues, s: Option<&Spanned<String>>) -> Option<PiiAction> {

@@ -1253,3 +1253,26 @@ impl Config {
         })
     }
 }
+
+impl Config {
+    /// The answer script of a request decided by `route` (None: the default rule, a direct
+    /// request or a knowledge base). A route's setting wins over the tenant's, which wins
+    /// over the policy's.
+    fn answer_script(
+        &self,
+        route: Option<&Route>,
+        req: &RouteRequest,
+    ) -> Option<crate::script::AnswerScript> {
+        use crate::script::{Source, resolve};
+        let tenant = req
+            .tenant
+            .and_then(|t| self.tenant_scripts.get(t).map(|s| (t, *s)));
+        let (setting, source) = match (route.and_then(|r| r.answer_script.map(|s| (r, s))), tenant)
+        {
+            (Some((r, s)), _) => (s, Source::Route(&r.name)),
+            (None, Some((t, s))) => (s, Source::Tenant(t)),
+            (None, None) => (self.answer_script, Source::Policy),
+        };
+        resolve(setting, source, last_user(req.messages))
+    }
+}

@@ -5,9 +5,6 @@
 //! wrote them. The decision says which applies and why; the gateway tells the model and
 //! converts what still comes back in Simplified characters (`tandem-zh`).
 
-use crate::config::Issues;
-use crate::rules::{Route, RouteRequest, last_user};
-use marked_yaml::Spanned;
 use tandem_zh::{Counts, Script, ZH_TW};
 
 /// An `answer_script` setting.
@@ -43,26 +40,6 @@ impl ScriptSetting {
     }
 }
 
-/// Validates one `answer_script:` value.
-pub(crate) fn parse_setting(
-    issues: &mut Issues,
-    s: Option<&Spanned<String>>,
-    what: &str,
-) -> Option<ScriptSetting> {
-    let s = s?;
-    let parsed = ScriptSetting::parse(s);
-    if parsed.is_none() {
-        issues.at(
-            s.span(),
-            format!(
-                "{what}: unknown answer script `{}` (use auto, zh-TW or off)",
-                s.as_str()
-            ),
-        );
-    }
-    parsed
-}
-
 /// The script this request's answer is written in, decided with the route.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct AnswerScript {
@@ -87,39 +64,40 @@ impl AnswerScript {
     }
 }
 
-impl crate::Config {
-    /// The answer script of a request decided by `route` (None: the default rule, a direct
-    /// request or a knowledge base). A route's setting wins over the tenant's, which wins
-    /// over the policy's.
-    pub(crate) fn answer_script(
-        &self,
-        route: Option<&Route>,
-        req: &RouteRequest,
-    ) -> Option<AnswerScript> {
-        let tenant = req
-            .tenant
-            .and_then(|t| self.tenant_scripts.get(t).map(|s| (t, *s)));
-        let (setting, source) = match (route.and_then(|r| r.answer_script.map(|s| (r, s))), tenant)
-        {
-            (Some((r, s)), _) => (s, format!("route `{}`", r.name)),
-            (None, Some((t, s))) => (s, format!("tenant `{t}`")),
-            (None, None) => (self.answer_script, "the policy".to_string()),
-        };
-        let counts = Counts::of(last_user(req.messages));
-        let chinese_request = counts.script() == Script::Traditional;
-        let why = match setting {
-            ScriptSetting::Off => return None,
-            ScriptSetting::Auto if !chinese_request => return None,
-            ScriptSetting::Auto => format!(
-                "the request is written in Traditional Chinese ({} Traditional-only, {} Simplified-only characters)",
-                counts.traditional, counts.simplified
-            ),
-            ScriptSetting::ZhTw => format!("{source} sets answer_script: {ZH_TW}"),
-        };
-        Some(AnswerScript {
-            locale: ZH_TW,
-            why,
-            chinese_request,
-        })
-    }
+/// Where the setting that applies came from (for the reason).
+pub(crate) enum Source<'a> {
+    Route(&'a str),
+    Tenant(&'a str),
+    Policy,
+}
+
+/// The answer script for a request whose last user message is `text`, under `setting`.
+pub(crate) fn resolve(
+    setting: ScriptSetting,
+    source: Source<'_>,
+    text: &str,
+) -> Option<AnswerScript> {
+    let counts = Counts::of(text);
+    let chinese_request = counts.script() == Script::Traditional;
+    let why = match setting {
+        ScriptSetting::Off => return None,
+        ScriptSetting::Auto if !chinese_request => return None,
+        ScriptSetting::Auto => format!(
+            "the request is written in Traditional Chinese ({} Traditional-only, {} Simplified-only characters)",
+            counts.traditional, counts.simplified
+        ),
+        ScriptSetting::ZhTw => {
+            let source = match source {
+                Source::Route(r) => format!("route `{r}`"),
+                Source::Tenant(t) => format!("tenant `{t}`"),
+                Source::Policy => "the policy".to_string(),
+            };
+            format!("{source} sets answer_script: {ZH_TW}")
+        }
+    };
+    Some(AnswerScript {
+        locale: ZH_TW,
+        why,
+        chinese_request,
+    })
 }

@@ -24,7 +24,7 @@ use tandem_types::{ApiError, ErrorKind, anthropic, openai, responses};
 use tokio_stream::wrappers::ReceiverStream;
 
 /// An error in Anthropic's shape, with the status and `Retry-After`.
-pub(crate) fn anthropic_error(e: &ApiError) -> Response {
+fn anthropic_error(e: &ApiError) -> Response {
     let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut resp = (status, axum::Json(anthropic::error_body(e))).into_response();
     if let Some(secs) = e.retry_after

@@ -1,11 +1,11 @@
 //! Draining on shutdown: when the signal comes, new requests get a 503 with `Retry-After` (in
 //! the caller's dialect) while the ones in flight — streams included, until their last byte —
 //! finish, for at most the drain timeout; then the listener closes and the server returns
-//! (the binary flushes the ledger after it).
+//! (the binary flushes the ledger after it). [`crate::serve_draining`] runs the sequence.
 
-use crate::state::AppState;
 use axum::body::{Body, HttpBody};
 use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
@@ -70,21 +70,25 @@ impl Drop for Guard {
     }
 }
 
+/// The 503 of a draining server, in Anthropic's shape on `/v1/messages`, else OpenAI's.
+fn refusal(path: &str) -> Response {
+    let e = ApiError::unavailable("The server is shutting down; retry on another replica.", 5);
+    let body = if path.starts_with("/v1/messages") {
+        tandem_types::anthropic::error_body(&e)
+    } else {
+        serde_json::to_value(e.body()).unwrap_or_default()
+    };
+    let mut resp = (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response();
+    resp.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+    resp
+}
+
 /// Middleware: refuse while draining (health checks still answer), else count the request
 /// until its body has been sent.
-pub(crate) async fn track(
-    State(state): State<Arc<AppState>>,
-    req: Request,
-    next: Next,
-) -> Response {
-    let drain = state.drain.clone();
+pub(crate) async fn track(State(drain): State<Arc<Drain>>, req: Request, next: Next) -> Response {
     if drain.is_draining() && req.uri().path() != "/health" {
-        let e = ApiError::unavailable("The server is shutting down; retry on another replica.", 5);
-        return if req.uri().path().starts_with("/v1/messages") {
-            crate::dialects::anthropic_error(&e)
-        } else {
-            crate::respond::HttpError(e).into_response()
-        };
+        return refusal(req.uri().path());
     }
     let guard = drain.enter();
     let resp = next.run(req).await;
@@ -99,45 +103,4 @@ pub(crate) async fn track(
         chunk
     }));
     Response::from_parts(parts, body)
-}
-
-/// [`crate::serve`] with draining: on `signal`, refuse new requests and wait for those in
-/// flight for at most `timeout`, then stop.
-pub async fn serve_draining(
-    listener: tokio::net::TcpListener,
-    state: Arc<AppState>,
-    signal: impl std::future::Future<Output = ()> + Send + 'static,
-    timeout: Duration,
-) -> std::io::Result<()> {
-    let drain = state.drain.clone();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let shutdown = {
-        let drain = drain.clone();
-        async move {
-            signal.await;
-            drain.start();
-            tracing::info!(in_flight = drain.in_flight(), ?timeout, "draining");
-            let _ = stop_tx.send(());
-            if !drain.idle(timeout).await {
-                tracing::warn!(
-                    in_flight = drain.in_flight(),
-                    "drain timeout: closing with requests still in flight"
-                );
-            }
-        }
-    };
-    let server = crate::serve(listener, state, shutdown);
-    tokio::pin!(server);
-    tokio::select! {
-        r = &mut server => r,
-        // The graceful shutdown itself waits for open connections: bound it by the timeout
-        // (plus a moment for the last bytes).
-        _ = async {
-            if stop_rx.await.is_ok() {
-                tokio::time::sleep(timeout + Duration::from_millis(500)).await;
-            } else {
-                std::future::pending::<()>().await;
-            }
-        } => Ok(()),
-    }
 }

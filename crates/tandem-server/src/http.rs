@@ -41,7 +41,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
+            state.drain.clone(),
             crate::drain::track,
         ))
         .with_state(state)

@@ -42,3 +42,44 @@ pub async fn serve(
         .with_graceful_shutdown(shutdown)
         .await
 }
+
+/// [`serve`] with draining: on `signal`, refuse new requests and wait for those in
+/// flight for at most `timeout`, then stop.
+pub async fn serve_draining(
+    listener: tokio::net::TcpListener,
+    state: std::sync::Arc<AppState>,
+    signal: impl std::future::Future<Output = ()> + Send + 'static,
+    timeout: std::time::Duration,
+) -> std::io::Result<()> {
+    let drain = state.drain.clone();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let shutdown = {
+        let drain = drain.clone();
+        async move {
+            signal.await;
+            drain.start();
+            tracing::info!(in_flight = drain.in_flight(), ?timeout, "draining");
+            let _ = stop_tx.send(());
+            if !drain.idle(timeout).await {
+                tracing::warn!(
+                    in_flight = drain.in_flight(),
+                    "drain timeout: closing with requests still in flight"
+                );
+            }
+        }
+    };
+    let server = serve(listener, state, shutdown);
+    tokio::pin!(server);
+    tokio::select! {
+        r = &mut server => r,
+        // The graceful shutdown itself waits for open connections: bound it by the timeout
+        // (plus a moment for the last bytes).
+        _ = async {
+            if stop_rx.await.is_ok() {
+                tokio::time::sleep(timeout + std::time::Duration::from_millis(500)).await;
+            } else {
+                std::future::pending::<()>().await;
+            }
+        } => Ok(()),
+    }
+}

@@ -6,6 +6,7 @@
 
 mod common;
 
+use common::upstream::{post_h, temp_ledger};
 use common::*;
 use serde_json::{Value, json};
 use tandem_ledger::Ledger;
@@ -57,25 +58,6 @@ async fn gateway_to(
 ) -> String {
     let routes = format!("  - name: r\n    then: {{model: {model}}}\n");
     serve(routed_state(&config(&oa.uri(), &an.uri(), &routes), ledger)).await
-}
-
-fn temp_ledger() -> (tempfile::TempDir, Ledger) {
-    let dir = tempfile::tempdir().unwrap();
-    let l = Ledger::open(&dir.path().join("ledger.sqlite")).unwrap();
-    (dir, l)
-}
-
-async fn post_h(
-    base: &str,
-    path: &str,
-    body: &Value,
-    headers: &[(&str, &str)],
-) -> reqwest::Response {
-    let mut rb = client().post(format!("{base}{path}")).json(body);
-    for (k, v) in headers {
-        rb = rb.header(*k, *v);
-    }
-    rb.send().await.unwrap()
 }
 
 /// A named-event SSE response as `(event, data)` pairs.

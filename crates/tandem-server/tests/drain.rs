@@ -32,7 +32,7 @@ async fn start(
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(tandem_server::drain::serve_draining(
+    let task = tokio::spawn(tandem_server::serve_draining(
         listener,
         state,
         async move {

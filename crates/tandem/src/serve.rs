@@ -327,8 +327,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
             state.model_ids().join(", ")
         );
         let ledger = state.ledger.clone();
-        tandem_server::drain::serve_draining(listener, state, shutdown_signal(), drain_timeout)
-            .await?;
+        tandem_server::serve_draining(listener, state, shutdown_signal(), drain_timeout).await?;
         if let Some(l) = ledger
             && let Err(e) = l.flush()
         {
