@@ -579,7 +579,8 @@ impl Ledger {
     }
 
     /// Waits until every record queued before this call is written (or failed to be written,
-    /// see [`Ledger::write_errors`]). Blocks while the queue is full.
+    /// see [`Ledger::write_errors`], or is kept for a retry because the disk is full, see
+    /// [`Ledger::pending`]). Blocks while the queue is full.
     /// Errors with [`LedgerError::WriterGone`] if the writer thread is not running.
     pub fn flush(&self) -> Result<(), LedgerError> {
         let (ack_tx, ack_rx) = crossbeam_channel::bounded(1);

@@ -34,11 +34,16 @@ const INSERT: &str = "INSERT INTO requests (id, ts_ms, tenant, key_id, endpoint,
     ?28, ?29, ?30, ?31, ?32, ?33, ?34, ?35, ?36, ?37, ?38, ?39)";
 
 /// Runs until `Shutdown` arrives or every sender is gone.
+///
+/// When a batch cannot be written for a reason that passes (a full disk), its records are
+/// kept (`pending`) and everything that arrives meanwhile queues behind them without being
+/// tried; a retry happens every [`RETRY_EVERY`], on a flush, on a change of the size cap and
+/// at shutdown, in transactions of at most [`MAX_BATCH`] writes.
 pub(crate) fn run(mut conn: Connection, rx: Receiver<Msg>, counters: &Counters) {
     let mut batch: Vec<Write> = Vec::with_capacity(MAX_BATCH);
     let mut acks: Vec<Sender<()>> = Vec::new();
-    // What a full disk kept from being written, retried first.
     let mut pending: Vec<Write> = Vec::new();
+    let mut last_failure: Option<std::time::Instant> = None;
     loop {
         let first = if pending.is_empty() {
             match rx.recv() {
@@ -46,24 +51,28 @@ pub(crate) fn run(mut conn: Connection, rx: Receiver<Msg>, counters: &Counters) 
                 Err(_) => break,
             }
         } else {
-            match rx.recv_timeout(std::time::Duration::from_millis(500)) {
+            match rx.recv_timeout(RETRY_EVERY) {
                 Ok(m) => Some(m),
                 Err(crossbeam_channel::RecvTimeoutError::Timeout) => None,
                 Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
             }
         };
-        let mut shutdown = false;
-        batch.append(&mut pending);
+        let (mut shutdown, mut nudged) = (false, false);
         let mut next = first;
-        // Take whatever is queued, up to a batch; stop at a flush so that it is answered soon.
+        // Take whatever is queued (up to a batch unless records are waiting anyway); stop at a
+        // flush so that it is answered soon.
         while let Some(msg) = next {
             match msg {
                 Msg::Record(r) => batch.push(Write::Record(r)),
                 Msg::Vector(v) => batch.push(Write::Vector(v)),
                 Msg::Feedback(f, ack) => batch.push(Write::Feedback(f, ack)),
-                Msg::SetMaxBytes(max) => set_max_bytes(&conn, max),
+                Msg::SetMaxBytes(max) => {
+                    set_max_bytes(&conn, max);
+                    nudged = true;
+                }
                 Msg::Flush(ack) => {
                     acks.push(ack);
+                    nudged = true;
                     break;
                 }
                 Msg::Shutdown => {
@@ -71,26 +80,57 @@ pub(crate) fn run(mut conn: Connection, rx: Receiver<Msg>, counters: &Counters) 
                     break;
                 }
             }
-            if batch.len() >= MAX_BATCH {
+            if pending.is_empty() && batch.len() >= MAX_BATCH {
                 break;
             }
             next = rx.try_recv().ok();
         }
-        if write_batch(&mut conn, &batch, counters) {
-            batch.clear();
-        } else {
-            // Kept for a retry; ratings were answered (their callers wait) and are not kept.
-            batch.retain(|w| !matches!(w, Write::Feedback(..)));
-            let over = batch.len().saturating_sub(MAX_PENDING);
-            if over > 0 {
-                batch.drain(..over);
-                counters.dropped.fetch_add(over as u64, Ordering::Relaxed);
-                tracing::error!(
-                    dropped = over,
-                    "ledger: too many records waiting for room, dropping the oldest"
-                );
+        let due = pending.is_empty()
+            || nudged
+            || shutdown
+            || last_failure.is_none_or(|t| t.elapsed() >= RETRY_EVERY);
+        let mut all = std::mem::take(&mut pending);
+        all.append(&mut batch);
+        // Writes that were tried and failed (their ratings are answered), from `failed_from`.
+        let (mut failed_from, mut tried_to) = (all.len(), all.len());
+        if due {
+            let mut at = 0;
+            for chunk in all.chunks(MAX_BATCH) {
+                if !write_batch(&mut conn, chunk, counters) {
+                    (failed_from, tried_to) = (at, at + chunk.len());
+                    break;
+                }
+                at += chunk.len();
             }
-            pending.append(&mut batch);
+            if failed_from == all.len() {
+                last_failure = None;
+            } else {
+                last_failure = Some(std::time::Instant::now());
+            }
+        } else {
+            failed_from = 0;
+            tried_to = 0;
+        }
+        for (i, w) in all.into_iter().enumerate().skip(failed_from) {
+            match w {
+                // A rating's caller waits for its answer: it is not kept.
+                Write::Feedback(_, ack) => {
+                    if i >= tried_to {
+                        let _ =
+                            ack.send(Err("the ledger cannot be written now (disk full?)".into()));
+                    }
+                }
+                w => pending.push(w),
+            }
+        }
+        let over = pending.len().saturating_sub(MAX_PENDING);
+        if over > 0 {
+            pending.drain(..over);
+            counters.dropped.fetch_add(over as u64, Ordering::Relaxed);
+            tracing::error!(
+                dropped = over,
+                "ledger: too many records waiting for room, dropping the oldest"
+            );
         }
         counters
             .pending
@@ -112,6 +152,9 @@ pub(crate) fn run(mut conn: Connection, rx: Receiver<Msg>, counters: &Counters) 
         tracing::warn!(error = %e, "ledger: closing the database failed");
     }
 }
+
+/// How often records kept by a full disk are retried.
+const RETRY_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// `PRAGMA max_page_count` from a size in bytes (None: SQLite's maximum).
 fn set_max_bytes(conn: &Connection, max: Option<u64>) {

@@ -325,3 +325,28 @@ async fn streamed_tool_call_arguments_convert_across_fragments() {
         .collect();
     assert_eq!(args, "{\"备注\": \"請儘快處理\"}");
 }
+
+#[tokio::test]
+async fn held_back_text_is_not_lost_when_a_stream_ends_without_a_finish() {
+    let up = MockServer::start().await;
+    // No finishing chunk, and the last clause has no punctuation: still sent, before [DONE].
+    let body = sse_body(&["好的，这个软", "件"], "data: [DONE]\n\n");
+    Mock::given(method("POST"))
+        .and(path("/v1/chat/completions"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .insert_header("content-type", "text/event-stream")
+                .set_body_string(body),
+        )
+        .mount(&up)
+        .await;
+    let base = serve(routed_state(&config(&up.uri(), "", ROUTES), None)).await;
+    let events = post_stream(
+        &base,
+        "/v1/chat/completions",
+        &json!({"model": "auto", "stream": true, "messages": user("這個軟體好用嗎？")}),
+    )
+    .await;
+    assert_eq!(content_of(&events), "好的，這個軟體");
+    assert_eq!(events.last().unwrap(), "[DONE]");
+}

@@ -53,15 +53,16 @@ enum Code {
     None,
     /// Inside an inline code span opened by this many backticks.
     Inline(usize),
-    /// Inside a fenced block opened by this many backticks.
-    Fence(usize),
+    /// Inside a fenced block opened by this many backticks or tildes.
+    Fence(usize, char),
 }
 
 #[derive(Debug)]
 struct Prose {
     line_start: bool,
-    /// Backticks seen in a row, and whether the run began a line.
+    /// Backticks (or tildes) seen in a row, which, and whether the run began a line.
     ticks: usize,
+    tick: char,
     ticks_at_line_start: bool,
     code: Code,
     /// The ASCII word being read (to see `scheme://`), at most 16 characters.
@@ -124,7 +125,7 @@ fn is_break(c: char) -> bool {
 /// Ends a URL in prose.
 fn ends_url(c: char) -> bool {
     c.is_whitespace()
-        || matches!(c, '<' | '>' | '"' | '\'' | '`')
+        || matches!(c, '<' | '>' | '"' | '\'' | '`' | ')')
         || matches!(c as u32, 0x3000..=0x303F | 0xFF01..=0xFF0F | 0xFF1A..=0xFF20 | 0xFF5B..=0xFF65)
 }
 
@@ -135,6 +136,7 @@ impl Converter {
             Format::Prose => Mode::Prose(Prose {
                 line_start: true,
                 ticks: 0,
+                tick: '`',
                 ticks_at_line_start: false,
                 code: Code::None,
                 word: String::new(),
@@ -250,25 +252,27 @@ impl Converter {
 
 /// Advances the prose state by `c`; whether `c` may convert.
 fn prose_step(p: &mut Prose, c: char) -> bool {
-    if c == '`' {
+    if p.ticks > 0 && c != p.tick {
+        let n = std::mem::take(&mut p.ticks);
+        let t = p.tick;
+        p.code = match p.code {
+            Code::None if n >= 3 && p.ticks_at_line_start => Code::Fence(n, t),
+            Code::None if t == '`' => Code::Inline(n),
+            Code::Inline(m) if m == n && t == '`' => Code::None,
+            Code::Fence(m, f) if f == t && n >= m && p.ticks_at_line_start => Code::None,
+            code => code,
+        };
+    }
+    if c == '`' || c == '~' {
         if p.ticks == 0 {
             p.ticks_at_line_start = p.line_start;
+            p.tick = c;
         }
         p.ticks += 1;
         p.line_start = false;
         p.url = false;
         p.word.clear();
         return false;
-    }
-    if p.ticks > 0 {
-        let n = std::mem::take(&mut p.ticks);
-        p.code = match p.code {
-            Code::None if n >= 3 && p.ticks_at_line_start => Code::Fence(n),
-            Code::None => Code::Inline(n),
-            Code::Inline(m) if m == n => Code::None,
-            Code::Fence(m) if n >= m && p.ticks_at_line_start => Code::None,
-            code => code,
-        };
     }
     let was_line_start = p.line_start;
     p.line_start = c == '\n' || (was_line_start && (c == ' ' || c == '\t'));
@@ -290,9 +294,14 @@ fn prose_step(p: &mut Prose, c: char) -> bool {
             p.word.remove(0);
         }
         p.word.push(c);
-        if let Some(scheme) = p.word.strip_suffix("://")
-            && scheme.len() >= 2
-            && scheme.chars().all(|s| s.is_ascii_alphabetic())
+        // The scheme is the letters just before `://` (`链接:https://` has `https`).
+        if let Some(before) = p.word.strip_suffix("://")
+            && before
+                .chars()
+                .rev()
+                .take_while(char::is_ascii_alphabetic)
+                .count()
+                >= 2
         {
             p.url = true;
             p.word.clear();

@@ -167,3 +167,17 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn urls_after_punctuation_and_in_parentheses_are_kept() {
+    assert_eq!(
+        prose("链接:https://zh.wikipedia.org/wiki/数据 这个"),
+        "連結:https://zh.wikipedia.org/wiki/数据 這個"
+    );
+    assert_eq!(
+        prose("见(https://x.com/数据)这个软件"),
+        "見(https://x.com/数据)這個軟體"
+    );
+    // Tilde fences are code too.
+    assert_eq!(prose("~~~\n这\n~~~\n这"), "~~~\n这\n~~~\n這");
+}

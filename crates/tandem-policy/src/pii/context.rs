@@ -120,7 +120,15 @@ pub(super) fn find(kind: PiiKind, text: &str, push: &mut impl FnMut((usize, usiz
         PiiKind::Address => {
             if text.contains('號') {
                 for m in r.addr_tw.find_iter(text) {
-                    push((m.start(), m.end()));
+                    // Digits glued to the left belong to something else (a phone number):
+                    // the postal code is not taken from them.
+                    let mut start = m.start();
+                    if start > 0 && text.as_bytes()[start - 1].is_ascii_digit() {
+                        start += text[start..m.end()]
+                            .find(|c: char| !c.is_ascii_digit() && c != ' ' && c != '\t')
+                            .unwrap_or(0);
+                    }
+                    push((start, m.end()));
                 }
             }
             if text.bytes().any(|b| b.is_ascii_digit()) {

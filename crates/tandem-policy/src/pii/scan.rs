@@ -562,7 +562,21 @@ fn words_near(text: &str, s: usize, e: usize, words: &[&str]) -> bool {
     let after = text[e..end].to_ascii_lowercase();
     words
         .iter()
-        .any(|w| before.contains(w) || after.contains(w))
+        .any(|w| has_word(&before, w) || has_word(&after, w))
+}
+
+/// `w` in `hay`; an ASCII word must stand alone (`itin` is not in `writing`, `arc` not in
+/// `search`), a Chinese one need not.
+fn has_word(hay: &str, w: &str) -> bool {
+    if !w.is_ascii() {
+        return hay.contains(w);
+    }
+    let b = hay.as_bytes();
+    hay.match_indices(w).any(|(i, _)| {
+        let j = i + w.len();
+        (i == 0 || !b[i - 1].is_ascii_alphanumeric())
+            && (j == b.len() || !b[j].is_ascii_alphanumeric())
+    })
 }
 
 /// Words that say a value is a Taiwan national ID / resident certificate / card number: next

@@ -1227,3 +1227,22 @@ fn ids_and_cards_next_to_their_names_are_masked_even_when_their_checksum_fails()
     assert_no("tracking 4111 1111 1111 1112", PiiKind::CreditCard);
     assert_no("卡號 12345", PiiKind::CreditCard);
 }
+
+#[test]
+fn context_words_stand_alone_and_addresses_leave_glued_digits_alone() {
+    // "writing" has no ITIN in it, "search" no ARC, "discard" no card.
+    assert_no("writing 993-42-4706", PiiKind::UsSsn);
+    assert_no("search FA12345688", PiiKind::TwResidentCert);
+    assert_no("discard 4111 1111 1111 1112", PiiKind::CreditCard);
+    // A phone number glued to an address keeps its own finding.
+    assert_finds(
+        "0912345678台北市信義區松仁路1號",
+        PiiKind::Phone,
+        "0912345678",
+    );
+    assert_finds(
+        "0912345678台北市信義區松仁路1號",
+        PiiKind::Address,
+        "台北市信義區松仁路1號",
+    );
+}

@@ -81,8 +81,10 @@ pub(super) fn convert_completion(c: &mut ChatCompletion, req: &ChatRequest) -> b
 }
 
 /// Converts a stream of chunk payloads: one converter per choice's text and per call's
-/// arguments; what a converter holds back goes out with the choice's finishing chunk (or
-/// before an error event). The ledger record waits for this stage (`hold`).
+/// arguments. What a converter holds back goes out before anything that must follow it —
+/// with the choice's finishing chunk, before its first tool call (text) or before the next
+/// call's fragment (arguments), and as a chunk of its own before `[DONE]`, before an error
+/// event or when the stream ends. The ledger record waits for this stage (`hold`).
 pub(super) fn convert_stream(
     mut rx: mpsc::Receiver<SsePayload>,
     req: &ChatRequest,
@@ -95,16 +97,23 @@ pub(super) fn convert_stream(
             format,
             text: HashMap::new(),
             args: HashMap::new(),
+            template: None,
         };
-        loop {
+        'relay: loop {
             let payload = tokio::select! {
                 _ = tx.closed() => break,
                 p = rx.recv() => p,
             };
-            let Some(payload) = payload else { break };
-            let payload = state.payload(payload);
-            if tx.send(payload).await.is_err() {
+            let Some(payload) = payload else {
+                if let Some(t) = state.tails() {
+                    let _ = tx.send(t).await;
+                }
                 break;
+            };
+            for p in state.payload(payload) {
+                if tx.send(p).await.is_err() {
+                    break 'relay;
+                }
             }
         }
         let converted = state
@@ -121,25 +130,77 @@ struct StreamState {
     format: Format,
     text: HashMap<u64, Converter>,
     args: HashMap<(u64, u64), Converter>,
+    /// The last chunk seen: the id, model and time of a chunk made for held-back text.
+    template: Option<Value>,
+}
+
+/// A fragment of call `call`'s arguments.
+fn args_fragment(call: u64, text: String) -> Value {
+    serde_json::json!({"index": call, "function": {"arguments": text}})
 }
 
 impl StreamState {
-    fn payload(&mut self, payload: SsePayload) -> SsePayload {
-        if payload == "[DONE]" {
-            return payload;
-        }
-        let Ok(mut chunk) = serde_json::from_str::<Value>(&payload) else {
-            return payload;
+    /// The payloads to send for one from upstream.
+    fn payload(&mut self, payload: SsePayload) -> Vec<SsePayload> {
+        let chunk = (payload != "[DONE]")
+            .then(|| serde_json::from_str::<Value>(&payload).ok())
+            .flatten();
+        let Some(mut chunk) = chunk.filter(|c| c.get("choices").is_some_and(Value::is_array))
+        else {
+            // `[DONE]` or an error event: what is held back goes first.
+            return self.tails().into_iter().chain([payload]).collect();
         };
-        let Some(choices) = chunk.get_mut("choices").and_then(Value::as_array_mut) else {
-            // An error event: what is held back is lost with the stream (at most HOLD_MAX
-            // characters per choice).
-            return payload;
-        };
-        for ch in choices {
-            self.choice(ch);
+        if let Some(choices) = chunk.get_mut("choices").and_then(Value::as_array_mut) {
+            for ch in choices {
+                self.choice(ch);
+            }
         }
-        serde_json::to_string(&chunk).unwrap_or(payload)
+        let out = serde_json::to_string(&chunk).unwrap_or(payload);
+        self.template = Some(chunk);
+        vec![out]
+    }
+
+    /// A chunk with everything still held back, if anything is.
+    fn tails(&mut self) -> Option<SsePayload> {
+        let mut choices: std::collections::BTreeMap<u64, (String, Vec<Value>)> =
+            std::collections::BTreeMap::new();
+        for (i, c) in &mut self.text {
+            let t = c.finish();
+            if !t.is_empty() {
+                choices.entry(*i).or_default().0 = t;
+            }
+        }
+        for ((i, call), c) in &mut self.args {
+            let t = c.finish();
+            if !t.is_empty() {
+                choices
+                    .entry(*i)
+                    .or_default()
+                    .1
+                    .push(args_fragment(*call, t));
+            }
+        }
+        if choices.is_empty() {
+            return None;
+        }
+        let mut chunk = self.template.clone().unwrap_or_else(
+            || serde_json::json!({"object": "chat.completion.chunk", "choices": []}),
+        );
+        chunk["usage"] = Value::Null;
+        chunk["choices"] = choices
+            .into_iter()
+            .map(|(i, (text, calls))| {
+                let mut delta = serde_json::Map::new();
+                if !text.is_empty() {
+                    delta.insert("content".into(), Value::String(text));
+                }
+                if !calls.is_empty() {
+                    delta.insert("tool_calls".into(), Value::Array(calls));
+                }
+                serde_json::json!({"index": i, "delta": delta, "logprobs": null, "finish_reason": null})
+            })
+            .collect();
+        serde_json::to_string(&chunk).ok()
     }
 
     fn choice(&mut self, ch: &mut Value) {
@@ -149,7 +210,11 @@ impl StreamState {
         let Some(delta) = ch.get_mut("delta").and_then(Value::as_object_mut) else {
             return;
         };
-        let text = match delta.get("content").and_then(Value::as_str) {
+        let calls_start = delta
+            .get("tool_calls")
+            .and_then(Value::as_array)
+            .is_some_and(|a| !a.is_empty());
+        let mut text = match delta.get("content").and_then(Value::as_str) {
             Some(t) => match self.text.get_mut(&index) {
                 Some(c) => Some(c.push(t)),
                 None => {
@@ -163,8 +228,10 @@ impl StreamState {
             },
             None => None,
         };
-        let mut text = text;
-        if finished && let Some(c) = self.text.get_mut(&index) {
+        // Text held back goes out before the choice's calls or its end.
+        if (finished || calls_start)
+            && let Some(c) = self.text.get_mut(&index)
+        {
             let tail = c.finish();
             if !tail.is_empty() {
                 text.get_or_insert_with(String::new).push_str(&tail);
@@ -174,35 +241,41 @@ impl StreamState {
             delta.insert("content".into(), Value::String(t));
         }
         if let Some(calls) = delta.get_mut("tool_calls").and_then(Value::as_array_mut) {
-            for d in calls.iter_mut() {
+            let mut out = Vec::with_capacity(calls.len());
+            for mut d in std::mem::take(calls) {
                 let call = d.get("index").and_then(Value::as_u64).unwrap_or(0);
-                let Some(f) = d.get_mut("function").and_then(Value::as_object_mut) else {
-                    continue;
-                };
-                let Some(a) = f.get("arguments").and_then(Value::as_str) else {
-                    continue;
-                };
-                let c = match self.args.entry((index, call)) {
-                    std::collections::hash_map::Entry::Occupied(e) => Some(e.into_mut()),
-                    std::collections::hash_map::Entry::Vacant(e) => {
-                        converter(Format::Json).map(|c| e.insert(c))
+                // Another call's held-back arguments end before this one's fragment.
+                for ((i, k), c) in &mut self.args {
+                    if *i == index && *k != call && c.held() > 0 {
+                        out.push(args_fragment(*k, c.finish()));
                     }
-                };
-                if let Some(c) = c {
-                    let pushed = c.push(a);
-                    f.insert("arguments".into(), Value::String(pushed));
                 }
+                if let Some(f) = d.get_mut("function").and_then(Value::as_object_mut)
+                    && let Some(a) = f.get("arguments").and_then(Value::as_str)
+                {
+                    let c = match self.args.entry((index, call)) {
+                        std::collections::hash_map::Entry::Occupied(e) => Some(e.into_mut()),
+                        std::collections::hash_map::Entry::Vacant(e) => {
+                            converter(Format::Json).map(|c| e.insert(c))
+                        }
+                    };
+                    if let Some(c) = c {
+                        let pushed = c.push(a);
+                        f.insert("arguments".into(), Value::String(pushed));
+                    }
+                }
+                out.push(d);
             }
+            *calls = out;
         }
         if finished {
             let mut tails = Vec::new();
-            for ((_, call), conv) in self.args.iter_mut().filter(|((c, _), _)| *c == index) {
-                let tail = conv.finish();
-                if !tail.is_empty() {
-                    tails.push(serde_json::json!({
-                        "index": call,
-                        "function": {"arguments": tail}
-                    }));
+            for ((i, call), conv) in &mut self.args {
+                if *i == index {
+                    let tail = conv.finish();
+                    if !tail.is_empty() {
+                        tails.push(args_fragment(*call, tail));
+                    }
                 }
             }
             if !tails.is_empty() {
