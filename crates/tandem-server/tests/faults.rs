@@ -1,6 +1,6 @@
 //! Upstream faults in the middle of a stream, through the gateway over real HTTP: an upstream
-//! that dies after a few tokens, one that stalls, and one that answers 200 and then sends an
-//! error event. For each: what the client saw (the text so far, then one error event in
+//! that dies after a few tokens, one that stalls, one that sends an event that is not JSON,
+//! and one that answers 200 and then sends an error event; and a full disk under the ledger. For each: what the client saw (the text so far, then one error event in
 //! OpenAI's shape, and never `[DONE]`) and what the ledger stored (an error status with its
 //! reason). The upstream is a raw TCP server so that it can misbehave at the byte level.
 #![allow(clippy::unwrap_used)]
@@ -21,6 +21,8 @@ enum Fault {
     Stall,
     /// Send an error event (what some providers do after a 200).
     ErrorEvent,
+    /// Send an event that is not JSON.
+    Garbage,
 }
 
 /// An upstream that streams `parts` and then misbehaves; serves any number of connections.
@@ -73,14 +75,16 @@ async fn faulty_upstream(parts: &'static [&'static str], fault: Fault) -> String
                 for p in parts {
                     out.push_str(&format!("data: {}\n\n", chunk(json!({"content": p}))));
                 }
-                if let Fault::ErrorEvent = fault {
-                    out.push_str("data: {\"error\": {\"message\": \"upstream overloaded\", \"type\": \"server_error\"}}\n\n");
+                match fault {
+                    Fault::ErrorEvent => out.push_str("data: {\"error\": {\"message\": \"upstream overloaded\", \"type\": \"server_error\"}}\n\n"),
+                    Fault::Garbage => out.push_str("data: {not json\n\n"),
+                    Fault::Die | Fault::Stall => {}
                 }
                 let _ = s.write_all(out.as_bytes()).await;
                 let _ = s.flush().await;
                 match fault {
                     Fault::Die => {}
-                    Fault::Stall | Fault::ErrorEvent => {
+                    Fault::Stall | Fault::ErrorEvent | Fault::Garbage => {
                         tokio::time::sleep(Duration::from_secs(30)).await
                     }
                 }
@@ -154,6 +158,15 @@ async fn an_upstream_that_stalls_mid_stream() {
     // The idle timeout (500 ms) ended it, not the 30 s stall.
     assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
     assert_eq!(r.status, 504, "{r:?}");
+}
+
+#[tokio::test]
+async fn malformed_sse_mid_stream() {
+    let up = faulty_upstream(&["Once "], Fault::Garbage).await;
+    let (events, r) = stream_through(&up).await;
+    assert_partial_then_error(&events, "Once ");
+    assert_eq!(r.status, 502, "{r:?}");
+    assert!(r.error.is_some());
 }
 
 #[tokio::test]

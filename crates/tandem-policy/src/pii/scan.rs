@@ -501,7 +501,11 @@ fn iban(text: &str, s: usize, e: usize) -> Option<(usize, usize)> {
                 .iter()
                 .enumerate()
                 .all(|(k, &(_, g))| g == k / 4);
-        if ends_group && grouped && checks::iban_mod97_ok(&compact[..len]) {
+        // Next to "IBAN" a value in IBAN shape is masked even when its check digits fail.
+        if ends_group
+            && grouped
+            && (checks::iban_mod97_ok(&compact[..len]) || words_near(text, s, end, &IBAN_WORDS))
+        {
             return Some((s, end));
         }
     }
@@ -597,6 +601,7 @@ const TW_ARC_WORDS: [&str; 5] = [
     "arc",
     "resident certificate",
 ];
+const IBAN_WORDS: [&str; 3] = ["iban", "國際銀行帳號", "国际银行账号"];
 const CARD_WORDS: [&str; 8] = [
     "信用卡",
     "卡號",

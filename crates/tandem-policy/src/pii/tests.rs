@@ -1246,3 +1246,14 @@ fn context_words_stand_alone_and_addresses_leave_glued_digits_alone() {
         "台北市信義區松仁路1號",
     );
 }
+
+#[test]
+fn an_iban_with_wrong_check_digits_next_to_iban_is_masked() {
+    // GB82 WEST 1234 5698 7654 32 is valid; 83 breaks its check digits.
+    assert_finds(
+        "IBAN: GB83 WEST 1234 5698 7654 32",
+        PiiKind::Iban,
+        "GB83 WEST 1234 5698 7654 32",
+    );
+    assert_no("ref GB83 WEST 1234 5698 7654 32", PiiKind::Iban);
+}
