@@ -24,7 +24,7 @@ def test_sigterm_drains_in_flight_streams_and_refuses_new_requests():
     proc, url = _serve(["smollm2-135m"], 2, ["--ledger", ledger, "--drain-timeout", "120"])
     try:
         c, r = _post(url, "/v1/chat/completions", {
-            "model": "smollm2-135m", "stream": True, "max_tokens": 256,
+            "model": "smollm2-135m", "stream": True, "max_tokens": 400,
             "messages": [{"role": "user", "content": "Write a long story about a river."}]})
         assert r.status == 200
         while b'"content":"' not in r.readline():

@@ -70,7 +70,7 @@ async fn shutdown_refuses_new_requests_and_lets_the_stream_finish() {
     let (_dir, ledger) = temp_ledger();
     let state = routed_state(CONFIG, Some(ledger.clone()));
     let (base, trigger, server) = start(state.clone(), Duration::from_secs(120)).await;
-    let mut stream = open_stream(&base, 64).await;
+    let mut stream = open_stream(&base, 400).await;
     trigger.send(()).unwrap();
     // Wait for the drain to begin (an event, not a sleep), then ask again.
     let drain = &state.drain;
