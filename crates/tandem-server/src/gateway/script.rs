@@ -139,6 +139,34 @@ fn args_fragment(call: u64, text: String) -> Value {
     serde_json::json!({"index": call, "function": {"arguments": text}})
 }
 
+/// The converter of `key`, made on first use (None if the converter cannot load).
+fn converter_for<K: std::hash::Hash + Eq>(
+    map: &mut HashMap<K, Converter>,
+    key: K,
+    format: Format,
+) -> Option<&mut Converter> {
+    match map.entry(key) {
+        std::collections::hash_map::Entry::Occupied(e) => Some(e.into_mut()),
+        std::collections::hash_map::Entry::Vacant(e) => converter(format).map(|c| e.insert(c)),
+    }
+}
+
+/// What the argument converters of choice `index` hold back (all calls but `except`), as
+/// fragments of their calls.
+fn arg_tails(
+    args: &mut HashMap<(u64, u64), Converter>,
+    index: u64,
+    except: Option<u64>,
+) -> Vec<Value> {
+    args.iter_mut()
+        .filter(|((i, k), _)| *i == index && Some(*k) != except)
+        .filter_map(|((_, k), c)| {
+            let tail = c.finish();
+            (!tail.is_empty()).then(|| args_fragment(*k, tail))
+        })
+        .collect()
+}
+
 impl StreamState {
     /// The payloads to send for one from upstream.
     fn payload(&mut self, payload: SsePayload) -> Vec<SsePayload> {
@@ -214,20 +242,10 @@ impl StreamState {
             .get("tool_calls")
             .and_then(Value::as_array)
             .is_some_and(|a| !a.is_empty());
-        let mut text = match delta.get("content").and_then(Value::as_str) {
-            Some(t) => match self.text.get_mut(&index) {
-                Some(c) => Some(c.push(t)),
-                None => {
-                    let mut c = converter(format);
-                    let out = c.as_mut().map(|c| c.push(t));
-                    if let Some(c) = c {
-                        self.text.insert(index, c);
-                    }
-                    out.or_else(|| Some(t.to_string()))
-                }
-            },
-            None => None,
-        };
+        let mut text = delta.get("content").and_then(Value::as_str).map(|t| {
+            converter_for(&mut self.text, index, format)
+                .map_or_else(|| t.to_string(), |c| c.push(t))
+        });
         // Text held back goes out before the choice's calls or its end.
         if (finished || calls_start)
             && let Some(c) = self.text.get_mut(&index)
@@ -245,39 +263,20 @@ impl StreamState {
             for mut d in std::mem::take(calls) {
                 let call = d.get("index").and_then(Value::as_u64).unwrap_or(0);
                 // Another call's held-back arguments end before this one's fragment.
-                for ((i, k), c) in &mut self.args {
-                    if *i == index && *k != call && c.held() > 0 {
-                        out.push(args_fragment(*k, c.finish()));
-                    }
-                }
+                out.extend(arg_tails(&mut self.args, index, Some(call)));
                 if let Some(f) = d.get_mut("function").and_then(Value::as_object_mut)
                     && let Some(a) = f.get("arguments").and_then(Value::as_str)
+                    && let Some(c) = converter_for(&mut self.args, (index, call), Format::Json)
                 {
-                    let c = match self.args.entry((index, call)) {
-                        std::collections::hash_map::Entry::Occupied(e) => Some(e.into_mut()),
-                        std::collections::hash_map::Entry::Vacant(e) => {
-                            converter(Format::Json).map(|c| e.insert(c))
-                        }
-                    };
-                    if let Some(c) = c {
-                        let pushed = c.push(a);
-                        f.insert("arguments".into(), Value::String(pushed));
-                    }
+                    let pushed = c.push(a);
+                    f.insert("arguments".into(), Value::String(pushed));
                 }
                 out.push(d);
             }
             *calls = out;
         }
         if finished {
-            let mut tails = Vec::new();
-            for ((i, call), conv) in &mut self.args {
-                if *i == index {
-                    let tail = conv.finish();
-                    if !tail.is_empty() {
-                        tails.push(args_fragment(*call, tail));
-                    }
-                }
-            }
+            let tails = arg_tails(&mut self.args, index, None);
             if !tails.is_empty() {
                 let calls = delta
                     .entry("tool_calls")
