@@ -1100,10 +1100,7 @@ impl Config {
         };
         let (action, model, pii_kinds, pii_action, remote_pii_action) =
             self.guard(action, route_pii, req, &mut reasons);
-        let answer_script = self.answer_script(chosen.map(|(r, _)| r), req);
-        if let Some(s) = &answer_script {
-            reasons.push(format!("answer in {}: {}", s.locale, s.why));
-        }
+        let answer_script = self.answer_script(chosen.map(|(r, _)| r), req, &mut reasons);
         Ok(Decision {
             route: route_name,
             action,
@@ -1235,10 +1232,7 @@ impl Config {
         });
         let (action, model, pii_kinds, pii_action, remote_pii_action) =
             self.guard(action, None, req, &mut reasons);
-        let answer_script = self.answer_script(None, req);
-        if let Some(s) = &answer_script {
-            reasons.push(format!("answer in {}: {}", s.locale, s.why));
-        }
+        let answer_script = self.answer_script(None, req, &mut reasons);
         Ok(Decision {
             route: "kb".to_string(),
             action,
@@ -1257,11 +1251,12 @@ impl Config {
 impl Config {
     /// The answer script of a request decided by `route` (None: the default rule, a direct
     /// request or a knowledge base). A route's setting wins over the tenant's, which wins
-    /// over the policy's.
+    /// over the policy's. When one applies, its reason is added to `reasons`.
     fn answer_script(
         &self,
         route: Option<&Route>,
         req: &RouteRequest,
+        reasons: &mut Vec<String>,
     ) -> Option<crate::script::AnswerScript> {
         use crate::script::{Source, resolve};
         let tenant = req
@@ -1273,6 +1268,8 @@ impl Config {
             (None, Some((t, s))) => (s, Source::Tenant(t)),
             (None, None) => (self.answer_script, Source::Policy),
         };
-        resolve(setting, source, last_user(req.messages))
+        let script = resolve(setting, source, last_user(req.messages))?;
+        reasons.push(format!("answer in {}: {}", script.locale, script.why));
+        Some(script)
     }
 }

@@ -79,8 +79,10 @@ fn refusal(path: &str) -> Response {
         serde_json::to_value(e.body()).unwrap_or_default()
     };
     let mut resp = (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response();
-    resp.headers_mut()
-        .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+    if let Some(secs) = e.retry_after {
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    }
     resp
 }
 
