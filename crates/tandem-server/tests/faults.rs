@@ -195,13 +195,8 @@ async fn an_error_event_after_a_200() {
 /// on their path), the records wait, and once there is room again all of them are stored.
 #[tokio::test]
 async fn a_full_disk_under_the_ledger_loses_no_record() {
-    use wiremock::matchers::method;
-    use wiremock::{Mock, MockServer, ResponseTemplate};
-    let up = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(completion_body("ok")))
-        .mount(&up)
-        .await;
+    let up = wiremock::MockServer::start().await;
+    mount_json(&up, completion_body("ok")).await;
     let (_dir, ledger) = temp_ledger();
     let cfg = config(&up.uri(), "", "  - name: r\n    then: {model: gpt}\n");
     let base = serve(routed_state(&cfg, Some(ledger.clone()))).await;

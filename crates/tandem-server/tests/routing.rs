@@ -88,15 +88,7 @@ async fn remote_stream_restores_placeholders_split_across_chunks() {
         &["Mail [EMA", "IL_1", "] now, ", "call [PHONE_1]."],
         &sse_ok_tail(),
     );
-    Mock::given(method("POST"))
-        .and(path("/v1/chat/completions"))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .insert_header("content-type", "text/event-stream")
-                .set_body_string(body),
-        )
-        .mount(&up)
-        .await;
+    mount_sse(&up, body).await;
     let cfg = config(&up.uri(), "", "  - name: to-gpt\n    then: {model: gpt}\n");
     let base = serve(routed_state(&cfg, None)).await;
     let events = post_stream(

@@ -9,18 +9,9 @@ mod common;
 use common::upstream::*;
 use common::*;
 use serde_json::{Value, json};
-use wiremock::matchers::{method, path};
-use wiremock::{Mock, MockServer, ResponseTemplate};
+use wiremock::MockServer;
 
 const ROUTES: &str = "  - name: to-gpt\n    then: {model: gpt}\n";
-
-async fn mount_json(up: &MockServer, body: Value) {
-    Mock::given(method("POST"))
-        .and(path("/v1/chat/completions"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(body))
-        .mount(up)
-        .await;
-}
 
 #[tokio::test]
 async fn a_traditional_request_gets_a_traditional_answer_and_the_ledger_says_so() {
@@ -103,15 +94,7 @@ async fn an_existing_system_message_gets_the_instruction_appended() {
 async fn streams_convert_phrases_split_across_chunks_and_are_recorded() {
     let up = MockServer::start().await;
     let body = sse_body(&["这个软", "件需要优", "化", "，谢谢"], &sse_ok_tail());
-    Mock::given(method("POST"))
-        .and(path("/v1/chat/completions"))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .insert_header("content-type", "text/event-stream")
-                .set_body_string(body),
-        )
-        .mount(&up)
-        .await;
+    mount_sse(&up, body).await;
     let (_dir, ledger) = temp_ledger();
     let base = serve(routed_state(
         &config(&up.uri(), "", ROUTES),
@@ -294,15 +277,7 @@ async fn streamed_tool_call_arguments_convert_across_fragments() {
         body.push_str(&format!("data: {c}\n\n"));
     }
     body.push_str("data: [DONE]\n\n");
-    Mock::given(method("POST"))
-        .and(path("/v1/chat/completions"))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .insert_header("content-type", "text/event-stream")
-                .set_body_string(body),
-        )
-        .mount(&up)
-        .await;
+    mount_sse(&up, body).await;
     let base = serve(routed_state(&config(&up.uri(), "", ROUTES), None)).await;
     let tools = json!([{"type": "function", "function": {"name": "lookup_policy", "parameters": {
         "type": "object", "properties": {"备注": {"type": "string"}}}}}]);
@@ -331,15 +306,7 @@ async fn held_back_text_is_not_lost_when_a_stream_ends_without_a_finish() {
     let up = MockServer::start().await;
     // No finishing chunk, and the last clause has no punctuation: still sent, before [DONE].
     let body = sse_body(&["好的，这个软", "件"], "data: [DONE]\n\n");
-    Mock::given(method("POST"))
-        .and(path("/v1/chat/completions"))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .insert_header("content-type", "text/event-stream")
-                .set_body_string(body),
-        )
-        .mount(&up)
-        .await;
+    mount_sse(&up, body).await;
     let base = serve(routed_state(&config(&up.uri(), "", ROUTES), None)).await;
     let events = post_stream(
         &base,

@@ -4,7 +4,8 @@
 use super::client;
 use serde_json::{Value, json};
 use tandem_ledger::Ledger;
-use wiremock::MockServer;
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
 
 pub const LOCAL: &str = "smollm2-135m";
 
@@ -110,4 +111,26 @@ pub fn temp_ledger() -> (tempfile::TempDir, Ledger) {
     let dir = tempfile::tempdir().unwrap();
     let l = Ledger::open(&dir.path().join("ledger.sqlite")).unwrap();
     (dir, l)
+}
+
+/// Makes `up` answer chat completions with `body` (a JSON completion).
+pub async fn mount_json(up: &MockServer, body: Value) {
+    Mock::given(method("POST"))
+        .and(path("/v1/chat/completions"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(body))
+        .mount(up)
+        .await;
+}
+
+/// Makes `up` answer chat completions with `body` as an event stream.
+pub async fn mount_sse(up: &MockServer, body: String) {
+    Mock::given(method("POST"))
+        .and(path("/v1/chat/completions"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .insert_header("content-type", "text/event-stream")
+                .set_body_string(body),
+        )
+        .mount(up)
+        .await;
 }
