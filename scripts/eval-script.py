@@ -5,10 +5,12 @@ script starts: once with `answer_script: off` (the tenant `raw`: what the model 
 itself) and once with the default `auto` (instruction + conversion), streamed. Reports the
 share of answers with no Simplified-only character (the set of crates/tandem-zh/data), per
 category, before and after, and after outside code (code is never converted). --limit N for the first N prompts; --json for one object."""
-import argparse, json, os, re, subprocess, sys, tempfile, time
+import argparse, json, os, re, tempfile
 from collections import defaultdict
 
 from openai import OpenAI
+
+import tandem_serve
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -38,18 +40,8 @@ routes:
     f = tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False)
     f.write(cfg)
     f.close()
-    args = [binary, "serve", "--config", f.name, "--port", "0", "--parallel", "1", "--ledger", "off"]
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    deadline = time.time() + 180
-    while time.time() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        m = re.search(r"listening on (http://\S+)", line)
-        if m:
-            return proc, m.group(1)
-    proc.kill()
-    sys.exit("tandem serve did not start")
+    return tandem_serve.start(
+        [binary, "serve", "--config", f.name, "--port", "0", "--parallel", "1", "--ledger", "off"])
 
 
 def main():

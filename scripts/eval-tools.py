@@ -12,10 +12,11 @@ import argparse
 import collections
 import json
 import os
-import re
 import subprocess
 import sys
 import time
+
+import tandem_serve
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -48,18 +49,7 @@ def score(case, calls):
 
 
 def start_tandem(binary, model):
-    args = [binary, "serve", "--port", "0", "--model", model, "--parallel", "1"]
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    deadline = time.time() + 180
-    while time.time() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        m = re.search(r"listening on (http://\S+)", line)
-        if m:
-            return proc, m.group(1)
-    proc.kill()
-    sys.exit("tandem serve did not start")
+    return tandem_serve.start([binary, "serve", "--port", "0", "--model", model, "--parallel", "1"])
 
 
 def start_llama_server(binary, model):

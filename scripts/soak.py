@@ -14,7 +14,9 @@ explain, malformed JSON, an unknown model. Checks, and exits 1 when one fails:
     warm-up (the first tenth) and the end.
 Prints a table of kinds × statuses, p50/p99 latency per kind and the RSS; --json for one object.
 Standard library only."""
-import argparse, http.client, json, os, random, re, sqlite3, subprocess, sys, tempfile, threading, time
+import argparse, http.client, json, os, random, sqlite3, subprocess, sys, tempfile, threading, time, urllib.parse
+
+import tandem_serve
 from collections import Counter, defaultdict
 
 CHAT_KINDS = {"chat", "stream", "hangup", "messages"}
@@ -49,18 +51,9 @@ routes:
 """)
     env = dict(os.environ, TANDEM_KB_DIR=kb_dir)
     args = [binary, "serve", "--config", cfg, "--port", "0", "--ledger", ledger]
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
-    deadline = time.time() + 180
-    while time.time() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        m = re.search(r"listening on http://([\d.]+):(\d+)", line)
-        if m:
-            threading.Thread(target=lambda: proc.stdout.read(), daemon=True).start()
-            return proc, m.group(1), int(m.group(2)), ledger
-    proc.kill()
-    sys.exit("tandem serve did not start")
+    proc, url = tandem_serve.start(args, env=env)
+    u = urllib.parse.urlparse(url)
+    return proc, u.hostname, u.port, ledger
 
 
 def rss_mb(pid):
