@@ -82,4 +82,16 @@ fn bad_input_gives_readable_errors() {
     let (ok, _, err) = tandem(&["serve", "--model", "smollm2-135m", "--port", "notaport"]);
     assert!(!ok);
     assert!(err.contains("notaport"), "{err}");
+    let (ok, _, err) = tandem(&[
+        "serve",
+        "--model",
+        "smollm2-135m",
+        "--drain-timeout",
+        "soon",
+    ]);
+    assert!(!ok);
+    assert!(
+        err.contains("soon") && err.contains("--drain-timeout"),
+        "{err}"
+    );
 }
